@@ -1,0 +1,88 @@
+"""Application settings (``/v1/settings/application``): the one model with every key, default and rule.
+
+webapp validates a PATCH body against ``ApplicationSettingsPatch`` and coreapp stores the merged result and
+acts on it; both read defaults from here so they can never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MediaType = Literal["image", "video", "voice", "sticker", "audio", "document"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WebhookMessageFlags(_Strict):
+    sent: bool = False
+    delivered: bool = True
+    read: bool = True
+
+
+class Webhooks(_Strict):
+    url: str = ""
+    max_concurrent_requests: Literal[6, 12, 18, 24] = 6
+    message: WebhookMessageFlags = WebhookMessageFlags()
+
+
+class Media(_Strict):
+    auto_download: list[MediaType] = ["image", "video", "voice", "sticker", "audio", "document"]
+
+
+class GarbageCollector(_Strict):
+    media: bool = False
+    messages: bool = True
+
+
+class ApplicationSettings(_Strict):
+    """The full settings document with On-Prem defaults (reference §2.8)."""
+
+    webhooks: Webhooks = Webhooks()
+    callback_backoff_delay_ms: int = Field(default=3000, ge=0, le=3_600_000)
+    max_callback_backoff_delay_ms: int = Field(default=900_000, ge=0, le=86_400_000)
+    callback_persist: bool = True
+    pass_through: bool = False
+    sent_status: bool = False
+    media: Media = Media()
+    heartbeat_interval: int = Field(default=5, ge=1, le=3600)
+    unhealthy_interval: int = Field(default=30, ge=1, le=3600)
+    on_call_pager: str = ""
+    axolotl_context_striping_disabled: bool = False
+    notify_user_change_number: bool = True
+    show_security_notifications: bool = True
+    db_garbagecollector_enable: bool = True
+    garbagecollector_enable: GarbageCollector = GarbageCollector()
+    skip_referral_media_download: bool = False
+    verbose_logging: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("callback_backoff_delay_ms", "max_callback_backoff_delay_ms", mode="before")
+    @classmethod
+    def _numeric_string(cls, value: Any) -> Any:
+        # The original accepted these as strings in PATCH ("3000") and returned ints in GET.
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        return value
+
+    def wants_sent_status(self) -> bool:
+        return self.sent_status or self.webhooks.message.sent
+
+
+def merge(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge a partial document: keys left out are left unchanged (PATCH semantics)."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_patch(current: ApplicationSettings, patch: dict[str, Any]) -> ApplicationSettings:
+    """Validate ``patch`` merged over ``current``; raises ``pydantic.ValidationError`` on a bad key or value."""
+    return ApplicationSettings.model_validate(merge(current.model_dump(), patch))

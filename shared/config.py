@@ -1,0 +1,306 @@
+"""Typed, frozen configuration read from ``conf/whatsapp.conf`` (an env file) and the environment.
+
+Every variable has one explicit name (the ``WA_*`` names of the On-Prem reference plus ours), listed in
+``conf/whatsapp.conf`` with its default.  ``load_settings`` validates everything at once and raises a
+``ConfigError`` naming every bad variable, so a misconfigured container fails at start with one clear message.
+Components receive only their own section.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(Exception):
+    """Raised at start when one or more variables are invalid; the message names each of them."""
+
+
+class DbEngine(enum.StrEnum):
+    MYSQL = "MYSQL"
+    PGSQL = "PGSQL"
+    SQLITE = "SQLITE"
+
+
+class BusKind(enum.StrEnum):
+    LOCAL = "LOCAL"
+    MQTT = "MQTT"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DbSettings(_Section):
+    engine: DbEngine = DbEngine.SQLITE
+    hostname: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str = "root"
+    password: str = ""
+    name_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_]*$", max_length=32)
+    sqlite_path: Path = Path("var/data/openprem.db")
+    pool_size: int = Field(default=10, ge=1, le=500)
+    connection_idle_timeout_ms: int = Field(default=180000, ge=1000)
+
+    @property
+    def database(self) -> str:
+        """The one database this install uses (prefixed so several installs can share a server)."""
+        return f"{self.name_prefix}openprem"
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 5432 if self.engine is DbEngine.PGSQL else 3306
+
+    def url(self, database: str | None = None) -> str:
+        """SQLAlchemy URL; the password is percent-encoded so any character works."""
+        if self.engine is DbEngine.SQLITE:
+            return f"sqlite+aiosqlite:///{self.sqlite_path}"
+        driver = "postgresql+psycopg" if self.engine is DbEngine.PGSQL else "mysql+asyncmy"
+        auth = quote(self.username, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        host = self.hostname
+        name = self.database if database is None else database
+        return f"{driver}://{auth}@{host}:{self.effective_port}/{name}"
+
+
+class BusSettings(_Section):
+    kind: BusKind = BusKind.LOCAL
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    instance: str = Field(default="openprem", pattern=r"^[A-Za-z0-9_.-]+$")
+    rpc_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class ChatSettings(_Section):
+    """How coreapp reaches the network (chatd in the sandbox)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5222, ge=1, le=65535)
+    fallback_port: int = Field(default=443, ge=1, le=65535)
+    ca_file: Path | None = None
+    server_name: str = "chat.openprem.local"
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    ping_interval_s: float = Field(default=30.0, gt=0)
+    offline_drain_timeout_s: float = Field(default=360.0, gt=0)
+    client_version: str = "2.41.2"
+
+
+class PathSettings(_Section):
+    data_dir: Path = Path("var/data")
+    media_dir: Path = Path("var/media")
+    log_dir: Path = Path("var/log")
+
+
+class WebSettings(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=443, ge=1, le=65535)
+    jwt_crypto_key: str = ""
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str = "localhost"
+    token_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    allow_http_loopback_webhooks: bool = False
+    max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+
+class SandboxSettings(_Section):
+    """chatd: the network sandbox."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=5222, ge=1, le=65535)
+    fallback_port: int = Field(default=443, ge=1, le=65535)
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(default=9091, ge=1, le=65535)
+    data_dir: Path = Path("var/chatd")
+    server_name: str = "chat.openprem.local"
+    receipt_delay_s: float = Field(default=0.2, ge=0)
+    read_delay_s: float = Field(default=0.5, ge=0)
+
+
+class LogSettings(_Section):
+    level: str = "INFO"
+    to_file: bool = False
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return upper
+
+
+class Settings(_Section):
+    db: DbSettings = DbSettings()
+    bus: BusSettings = BusSettings()
+    chat: ChatSettings = ChatSettings()
+    paths: PathSettings = PathSettings()
+    web: WebSettings = WebSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    log: LogSettings = LogSettings()
+    embedded: bool = False
+
+    @model_validator(mode="after")
+    def _mysql_needs_host(self) -> Self:
+        if self.db.engine is not DbEngine.SQLITE and not self.db.hostname:
+            raise ValueError("WA_DB_HOSTNAME is required when WA_DB_ENGINE is MYSQL or PGSQL")
+        return self
+
+
+# One explicit table: environment variable -> (section, field).
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "WA_DB_ENGINE": ("db", "engine"),
+    "WA_DB_HOSTNAME": ("db", "hostname"),
+    "WA_DB_PORT": ("db", "port"),
+    "WA_DB_USERNAME": ("db", "username"),
+    "WA_DB_PASSWORD": ("db", "password"),
+    "WA_DB_NAME_PREFIX": ("db", "name_prefix"),
+    "WA_DB_SQLITE_PATH": ("db", "sqlite_path"),
+    "WA_DB_POOL_SIZE": ("db", "pool_size"),
+    "WA_DB_CONNECTION_IDLE_TIMEOUT": ("db", "connection_idle_timeout_ms"),
+    "WA_BUS": ("bus", "kind"),
+    "WA_MQTT_HOSTNAME": ("bus", "mqtt_host"),
+    "WA_MQTT_PORT": ("bus", "mqtt_port"),
+    "WA_BUS_INSTANCE": ("bus", "instance"),
+    "WA_BUS_RPC_TIMEOUT": ("bus", "rpc_timeout_s"),
+    "WA_CHAT_HOSTNAME": ("chat", "host"),
+    "WA_CHAT_PORT": ("chat", "port"),
+    "WA_CHAT_FALLBACK_PORT": ("chat", "fallback_port"),
+    "WA_CHAT_CA_FILE": ("chat", "ca_file"),
+    "WA_CHAT_SERVERNAME": ("chat", "server_name"),
+    "WA_CHAT_CONNECT_TIMEOUT": ("chat", "connect_timeout_s"),
+    "WA_CHAT_PING_INTERVAL": ("chat", "ping_interval_s"),
+    "WA_OFFLINE_DRAIN_TIMEOUT": ("chat", "offline_drain_timeout_s"),
+    "WA_CLIENT_VERSION": ("chat", "client_version"),
+    "WA_DATA_DIR": ("paths", "data_dir"),
+    "WA_MEDIA_DIR": ("paths", "media_dir"),
+    "WA_LOG_DIR": ("paths", "log_dir"),
+    "WA_WEB_HOSTNAME": ("web", "host"),
+    "WA_WEB_PORT": ("web", "port"),
+    "WA_WEB_JWT_CRYPTO_KEY": ("web", "jwt_crypto_key"),
+    "WA_WEB_CERT_FILE": ("web", "cert_file"),
+    "WA_WEB_KEY_FILE": ("web", "key_file"),
+    "WA_WEB_SERVERNAME": ("web", "server_name"),
+    "WA_WEB_TOKEN_TTL": ("web", "token_ttl_s"),
+    "WA_WEBHOOK_ALLOW_HTTP_LOOPBACK": ("web", "allow_http_loopback_webhooks"),
+    "WA_MEDIA_MAX_UPLOAD_BYTES": ("web", "max_upload_bytes"),
+    "WA_SANDBOX_HOSTNAME": ("sandbox", "host"),
+    "WA_SANDBOX_PORT": ("sandbox", "port"),
+    "WA_SANDBOX_FALLBACK_PORT": ("sandbox", "fallback_port"),
+    "WA_SANDBOX_ADMIN_HOSTNAME": ("sandbox", "admin_host"),
+    "WA_SANDBOX_ADMIN_PORT": ("sandbox", "admin_port"),
+    "WA_SANDBOX_DATA_DIR": ("sandbox", "data_dir"),
+    "WA_SANDBOX_SERVERNAME": ("sandbox", "server_name"),
+    "WA_SANDBOX_RECEIPT_DELAY": ("sandbox", "receipt_delay_s"),
+    "WA_SANDBOX_READ_DELAY": ("sandbox", "read_delay_s"),
+    "WA_LOG_LEVEL": ("log", "level"),
+    "WA_LOG_TO_FILE": ("log", "to_file"),
+    "WA_EMBEDDED": ("", "embedded"),
+}
+
+# Reference variables accepted for compatibility but informational only.
+_INFORMATIONAL = {
+    "WA_RUNNING_ENV",
+    "WA_RUNNING_ENV_VERSION",
+    "ORCHESTRATION",
+    "WA_API_VERSION",
+    "WACORE_HOSTNAME",
+    "WA_DB_PERSISTENT",
+    "WA_CONFIG_ON_DB",
+    "WA_DB_UPGRADE",
+    "WA_APP_MULTICONNECT",
+    "WA_MASTER_NODE",
+    "COREAPP_HOSTNAME",
+    "COREAPP_EXTERNAL_PORTS",
+    "WEBAPP_HOSTNAME",
+    "WEBAPP_EXTERNAL_PORTS",
+    "WA_DB_SSL_CA",
+    "WA_DB_SSL_CERT",
+    "WA_DB_SSL_KEY",
+}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a docker-style env file: ``NAME=value`` lines, ``#`` comments, no shell expansion.
+
+    Docker's ``env_file`` takes the value verbatim, so we do too (quotes are kept unless the whole value is
+    wrapped in one matching pair).
+    """
+    values: dict[str, str] = {}
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{path}:{lineno}: expected NAME=value, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[name.strip()] = value
+    return values
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    env_file: Path | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build ``Settings`` from an env file, then the process environment, then explicit overrides.
+
+    Empty values mean "use the default", as in docker env files where a variable is listed but unset.
+    """
+    merged: dict[str, str] = {}
+    if env_file is not None and env_file.exists():
+        merged.update(read_env_file(env_file))
+    merged.update({k: v for k, v in (os.environ if env is None else env).items() if k in ENV_VARS})
+    if overrides:
+        merged.update(overrides)
+
+    tree: dict[str, Any] = {}
+    for name, value in merged.items():
+        if name not in ENV_VARS or value == "":
+            continue
+        section, field = ENV_VARS[name]
+        if section:
+            tree.setdefault(section, {})[field] = value
+        else:
+            tree[field] = value
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    reverse = {v: k for k, v in ENV_VARS.items()}
+    problems = []
+    for err in exc.errors():
+        loc = tuple(str(part) for part in err["loc"])
+        key = (loc[0], loc[1]) if len(loc) >= 2 else ("", loc[0]) if loc else ("", "")
+        name = reverse.get(key, ".".join(loc) or "settings")
+        problems.append(f"{name}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def default_env_file() -> Path | None:
+    """``WA_CONFIG_FILE`` if set, else ``conf/whatsapp.conf`` when it exists in the working directory."""
+    explicit = os.environ.get("WA_CONFIG_FILE")
+    if explicit:
+        return Path(explicit)
+    candidate = Path("conf/whatsapp.conf")
+    return candidate if candidate.exists() else None
+
+
+def is_informational(name: str) -> bool:
+    """Whether a reference variable is accepted but has no effect here."""
+    return name in _INFORMATIONAL
