@@ -1,0 +1,53 @@
+"""``python -m chatd``: serve the sandbox (the default), or run an admin command (``python -m chatd --help``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from chatd.app import Chatd
+from chatd.cli import run
+from shared.config import ConfigError, default_env_file, load_settings
+from shared.logging import setup_logging, stop_logging
+
+log = logging.getLogger("openprem.chatd")
+
+
+async def serve() -> int:
+    try:
+        settings = load_settings(env_file=default_env_file())
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    setup_logging(settings.log, settings.paths.log_dir, "chatd")
+    chatd = Chatd(settings.sandbox)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await chatd.start()
+    try:
+        if os.environ.get("WA_SANDBOX_DEMO", "").lower() in ("1", "true", "yes"):
+            await chatd.create_demo_phones()
+        await stop.wait()
+    finally:
+        log.info("stopping chatd")
+        await chatd.stop()
+        stop_logging()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args == ["serve"]:
+        return asyncio.run(serve())
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""``python -m chatd <command>``: the admin API from a shell (stdlib HTTP, so it works in any container)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:9091"
+
+
+class CliError(Exception):
+    pass
+
+
+def _call(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    if not base.startswith(("http://", "https://")):
+        raise CliError(f"--admin-url must be an http(s) URL, got {base!r}")
+    request = urllib.request.Request(base.rstrip("/") + path, data=data, method=method)  # noqa: S310
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - admin URL chosen by the user
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        raise CliError(f"{exc.code}: {message}") from None
+    except urllib.error.URLError as exc:
+        raise CliError(f"cannot reach the chatd admin API at {base}: {exc.reason}") from None
+
+
+def _value(text: str) -> Any:
+    """``key=value`` values: true/false and integers are typed, the rest stay strings."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if text.isdigit() and not text.startswith("0"):
+        return int(text)
+    return text
+
+
+def _pairs(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"expected key=value, got {item!r}")
+        out[key] = _value(value)
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m chatd", description="chatd sandbox: serve, or drive it")
+    p.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run chatd (the default without a command)")
+    sub.add_parser("health")
+    c = sub.add_parser("cert", help="issue a verified-name certificate")
+    c.add_argument("--cc", required=True)
+    c.add_argument("--phone-number", required=True)
+    c.add_argument("--vname", required=True)
+    sub.add_parser("code", help="the last registration code sent").add_argument("wa_id")
+    c = sub.add_parser("phone-create")
+    c.add_argument("wa_id")
+    c.add_argument("--name")
+    c.add_argument("--devices", type=int, default=1)
+    c.add_argument("--offline", action="store_true")
+    sub.add_parser("phone-get", help="one phone, or all").add_argument("wa_id", nargs="?")
+    c = sub.add_parser("phone-set", help="e.g. phone-set 12025550123 online=false")
+    c.add_argument("wa_id")
+    c.add_argument("changes", nargs="+")
+    sub.add_parser("inbox").add_argument("wa_id")
+    c = sub.add_parser("send", help="the phone sends a text to a business")
+    c.add_argument("wa_id")
+    c.add_argument("--to", required=True)
+    c.add_argument("--text", required=True)
+    c = sub.add_parser("read", help="the phone reads a message")
+    c.add_argument("wa_id")
+    c.add_argument("message_id")
+    sub.add_parser("templates")
+    c = sub.add_parser("template-create")
+    c.add_argument("name")
+    c.add_argument("--language", default="en_US")
+    c.add_argument("--namespace")
+    c.add_argument("--status", default="approved")
+    c.add_argument("--body", default="Hello {{1}}")
+    sub.add_parser("businesses")
+    c = sub.add_parser("fault", help="e.g. fault refuse_port port=5222 / fault drop_after frames=3")
+    c.add_argument("kind")
+    c.add_argument("params", nargs="*")
+    sub.add_parser("faults")
+    sub.add_parser("clear-faults")
+    sub.add_parser("clock-advance").add_argument("seconds", type=float)
+    return p
+
+
+def run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    url = args.admin_url
+    cmd = args.command
+    if cmd == "serve":
+        from chatd.__main__ import serve  # here, not at the top: the admin commands need none of chatd
+
+        return asyncio.run(serve())
+    try:
+        if cmd == "cert":
+            body = {"cc": args.cc, "phone_number": args.phone_number, "vname": args.vname}
+            print(_call(url, "POST", "/admin/certificates", body)["cert"])
+            return 0
+        if cmd == "code":
+            print(_call(url, "GET", f"/admin/codes/{args.wa_id.lstrip('+')}")["code"])
+            return 0
+        result = _dispatch(url, args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _dispatch(url: str, args: argparse.Namespace) -> Any:
+    cmd = args.command
+    if cmd == "health":
+        return _call(url, "GET", "/admin/health")
+    if cmd == "phone-create":
+        body = {"wa_id": args.wa_id, "devices": args.devices, "online": not args.offline}
+        if args.name:
+            body["name"] = args.name
+        return _call(url, "POST", "/admin/phones", body)
+    if cmd == "phone-get":
+        return _call(url, "GET", f"/admin/phones/{args.wa_id}" if args.wa_id else "/admin/phones")
+    if cmd == "phone-set":
+        changes = _pairs(args.changes)
+        if "client_version" in changes:
+            changes["client_version"] = str(changes["client_version"])
+        if "name" in changes:
+            changes["name"] = str(changes["name"])
+        return _call(url, "PATCH", f"/admin/phones/{args.wa_id}", changes)
+    if cmd == "inbox":
+        return _call(url, "GET", f"/admin/phones/{args.wa_id}/inbox")
+    if cmd == "send":
+        body = {"to": args.to, "type": "text", "text": {"body": args.text}}
+        return _call(url, "POST", f"/admin/phones/{args.wa_id}/send", body)
+    if cmd == "read":
+        return _call(url, "POST", f"/admin/phones/{args.wa_id}/read", {"id": args.message_id})
+    if cmd == "templates":
+        return _call(url, "GET", "/admin/templates")
+    if cmd == "template-create":
+        body = {"name": args.name, "language": args.language, "status": args.status}
+        body["components"] = [{"type": "BODY", "text": args.body}]
+        if args.namespace:
+            body["namespace"] = args.namespace
+        return _call(url, "POST", "/admin/templates", body)
+    if cmd == "businesses":
+        return _call(url, "GET", "/admin/businesses")
+    if cmd == "fault":
+        return _call(url, "POST", "/admin/faults", {"kind": args.kind, **_pairs(args.params)})
+    if cmd == "faults":
+        return _call(url, "GET", "/admin/faults")
+    if cmd == "clear-faults":
+        return _call(url, "DELETE", "/admin/faults")
+    if cmd == "clock-advance":
+        return _call(url, "POST", "/admin/clock/advance", {"seconds": args.seconds})
+    raise CliError(f"unknown command {cmd}")

@@ -1,0 +1,311 @@
+"""Simulated consumer phones: their own Signal keys per device, state, inbox and what they send.
+
+A phone only shows what it really decrypted: an envelope it cannot open is answered with a ``failed`` receipt,
+never faked.  Envelopes for an offline phone wait (persisted) until it comes online.  Receiving lives in
+``PhoneDelivery`` (``chatd.delivery``); this module owns the phones' state, keys, sessions and sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from chatd.clock import Clock
+from chatd.directory import Directory
+from chatd.outbox import Outbox
+from chatd.store import Store
+from shared.ids import new_message_id
+from shared.wire import e2e
+from shared.wire.frames import Deliver, Receipt, ReceiptStatus
+
+log = logging.getLogger("openprem.chatd.phones")
+
+_PHONE, _IDENTITY, _SESSION, _INBOX = "phone", "phone_identity", "phone_session", "inbox"
+_WA_ID = re.compile(r"^[1-9][0-9]{6,16}$")
+_PREKEY_LOW_WATER, _PREKEY_POOL = 10, 50
+MAX_DEVICES = 8
+
+
+class PhoneError(Exception):
+    """A request the admin API refuses: ``status`` is the HTTP status (400, 404, 409)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PhoneState(msgspec.Struct, kw_only=True):
+    """What ``GET /admin/phones/{wa_id}`` shows and ``PATCH`` changes (besides ``devices``)."""
+
+    wa_id: str
+    name: str
+    devices: int = 1
+    online: bool = True
+    auto_read: bool = True
+    blocked: bool = False
+    client_version: str = "2.24.1.6"
+    terms_accepted: bool = True
+    created_at: float = 0.0
+    last_sent_at: float | None = None
+
+
+# field name -> type accepted by PATCH
+PATCHABLE: dict[str, type] = {
+    "online": bool,
+    "name": str,
+    "auto_read": bool,
+    "blocked": bool,
+    "client_version": str,
+    "terms_accepted": bool,
+}
+
+
+@dataclass
+class InboxEntry:
+    """One received message (however many devices decrypted it); ``message`` is what the admin API shows."""
+
+    message: dict[str, Any]
+    sender: str
+    devices: list[int]
+    read: bool = False
+
+
+class PeerSession(msgspec.Struct):
+    """A Signal session with one business device, and the identity key it was opened with.
+
+    The key tells the phone when the business re-registered with new keys: the old session is then useless and
+    the phone opens a new one, as a real phone does after a "security code changed".
+    """
+
+    peer_key: bytes
+    session: str
+
+
+_peer_session_decoder = msgspec.json.Decoder(PeerSession)
+
+
+@dataclass(eq=False)
+class Phone:
+    state: PhoneState
+    identities: dict[int, e2e.Identity]
+    sessions: dict[str, PeerSession] = field(default_factory=dict)  # by ``session_key``
+    inbox: dict[str, InboxEntry] = field(default_factory=dict)  # message id -> entry, in arrival order
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def wa_id(self) -> str:
+        return self.state.wa_id
+
+
+def session_key(device_id: int, peer: str, peer_device: int) -> str:
+    return f"{device_id}/{peer}/{peer_device}"
+
+
+class Phones:
+    def __init__(self, store: Store, directory: Directory, outbox: Outbox, clock: Clock) -> None:
+        self._store = store
+        self._directory = directory
+        self._outbox = outbox
+        self._clock = clock
+        self._phones: dict[str, Phone] = {}
+        self._state_decoder = msgspec.json.Decoder(PhoneState)
+
+    async def load(self) -> None:
+        identities: dict[str, dict[int, e2e.Identity]] = {}
+        for key, body in await self._store.load(_IDENTITY):
+            wa_id, _, device = key.partition("/")
+            identities.setdefault(wa_id, {})[int(device)] = e2e.Identity.from_json(body)
+        for _key, body in await self._store.load(_PHONE):
+            state = self._state_decoder.decode(body)
+            self._phones[state.wa_id] = Phone(state=state, identities=identities.get(state.wa_id, {}))
+        for key, body in await self._store.load(_SESSION):
+            wa_id, _, rest = key.partition("/")
+            if wa_id in self._phones:
+                self._phones[wa_id].sessions[rest] = _peer_session_decoder.decode(body)
+        for key, body in await self._store.load(_INBOX):
+            wa_id, _, message_id = key.partition("/")
+            doc = json.loads(body)
+            if wa_id in self._phones:
+                self._phones[wa_id].inbox[message_id] = InboxEntry(
+                    message=doc["message"], sender=doc["sender"], devices=doc["devices"], read=doc["read"]
+                )
+
+    # --- state ------------------------------------------------------------------------------------------
+
+    def get(self, wa_id: str) -> Phone | None:
+        return self._phones.get(wa_id)
+
+    def require(self, wa_id: str) -> Phone:
+        phone = self._phones.get(wa_id)
+        if phone is None:
+            raise PhoneError(404, f"no phone {wa_id}")
+        return phone
+
+    def all(self) -> list[Phone]:
+        return list(self._phones.values())
+
+    async def create(self, wa_id: str, name: str | None = None, devices: int = 1, online: bool = True) -> Phone:
+        if not _WA_ID.match(wa_id):
+            raise PhoneError(400, "wa_id must be 7-17 digits with the country code, no '+'")
+        if not 1 <= devices <= MAX_DEVICES:
+            raise PhoneError(400, f"devices must be between 1 and {MAX_DEVICES}")
+        if wa_id in self._phones or self._directory.account(wa_id) is not None:
+            raise PhoneError(409, f"{wa_id} already exists")
+        identities = {d: await e2e.Identity.create(_PREKEY_POOL) for d in range(devices)}
+        if wa_id in self._phones:  # created concurrently while keys were generated
+            raise PhoneError(409, f"{wa_id} already exists")
+        state = PhoneState(
+            wa_id=wa_id, name=name or f"+{wa_id}", devices=devices, online=online, created_at=self._clock.now()
+        )
+        phone = Phone(state=state, identities=identities)
+        self._phones[wa_id] = phone
+        self.save_state(phone)
+        for device_id, identity in identities.items():
+            self.save_identity(phone, device_id)
+            self._directory.publish(
+                wa_id, device_id, identity.public_key, identity.signed_prekey(), identity.one_time_prekeys()
+            )
+        await self._store.sync()
+        log.info("phone +%s (%s) created with %d device(s)", wa_id, state.name, devices)
+        return phone
+
+    def update(self, phone: Phone, changes: dict[str, Any]) -> list[str]:
+        """Apply a PATCH; returns the changed field names."""
+        for name, value in changes.items():
+            expected = PATCHABLE.get(name)
+            if expected is None:
+                raise PhoneError(400, f"'{name}' cannot be changed; changeable: {', '.join(sorted(PATCHABLE))}")
+            if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+                raise PhoneError(400, f"'{name}' must be a {expected.__name__}")
+        for name, value in changes.items():
+            setattr(phone.state, name, value)
+        self.save_state(phone)
+        return list(changes)
+
+    def describe(self, phone: Phone) -> dict[str, Any]:
+        doc: dict[str, Any] = msgspec.to_builtins(phone.state)
+        doc["devices"] = [
+            {"device_id": d, "identity_key": identity.public_key.hex()}
+            for d, identity in sorted(phone.identities.items())
+        ]
+        doc["inbox_count"] = len(phone.inbox)
+        return doc
+
+    def inbox(self, phone: Phone) -> list[dict[str, Any]]:
+        return [entry.message for entry in phone.inbox.values()]
+
+    # --- persistence helpers (also used by delivery) -----------------------------------------------------
+
+    def save_state(self, phone: Phone) -> None:
+        self._store.put(_PHONE, phone.wa_id, msgspec.json.encode(phone.state).decode())
+
+    def save_identity(self, phone: Phone, device_id: int) -> None:
+        self._store.put(_IDENTITY, f"{phone.wa_id}/{device_id}", phone.identities[device_id].to_json())
+
+    def save_session(self, phone: Phone, key: str, peer_key: bytes, session_json: str) -> None:
+        entry = PeerSession(peer_key=peer_key, session=session_json)
+        phone.sessions[key] = entry
+        self._store.put(_SESSION, f"{phone.wa_id}/{key}", msgspec.json.encode(entry).decode())
+
+    def save_inbox(self, phone: Phone, message_id: str) -> None:
+        entry = phone.inbox[message_id]
+        doc = {"message": entry.message, "sender": entry.sender, "devices": entry.devices, "read": entry.read}
+        self._store.put(_INBOX, f"{phone.wa_id}/{message_id}", json.dumps(doc))
+
+    # --- acting as the phone -----------------------------------------------------------------------------
+
+    async def send(self, phone: Phone, body: dict[str, Any]) -> str:
+        """The phone writes to a business: encrypt for its device 0 and push a ``Deliver``."""
+        to = body.get("to")
+        if not isinstance(to, str) or self._directory.account(to.lstrip("+")) is None:
+            raise PhoneError(400, f"'to' must be a registered business number, got {to!r}")
+        to = to.lstrip("+")
+        content = {k: v for k, v in body.items() if k not in ("to", "device_id")}
+        kind = content.get("type")
+        if not isinstance(kind, str) or not isinstance(content.get(kind), dict | str | list):
+            raise PhoneError(400, "'type' is required with a matching object, e.g. {'type':'text','text':{...}}")
+        text = content.get("text")
+        if kind == "text" and not (isinstance(text, dict) and isinstance(text.get("body"), str)):
+            raise PhoneError(400, "'text.body' must be a string")
+        device_id = body.get("device_id", 0)
+        if not isinstance(device_id, int) or device_id not in phone.identities:
+            raise PhoneError(400, f"phone has no device {device_id!r}")
+        plaintext = json.dumps(content, separators=(",", ":")).encode()
+        async with phone.lock:
+            key = session_key(device_id, to, 0)
+            current = phone.sessions.get(key)
+            peer_key = self._directory.identity_key(to, 0)
+            try:
+                if current is not None and current.peer_key == peer_key:
+                    session, envelope = await e2e.encrypt(current.session, plaintext)
+                else:  # no session yet, or the business has new keys since: open one from a fresh bundle
+                    bundle = next((b for b in self._directory.take_bundles(to) if b.device_id == 0), None)
+                    if bundle is None:
+                        raise PhoneError(400, f"business {to} has no published keys")
+                    session, envelope = await e2e.encrypt_first(phone.identities[device_id], bundle, plaintext)
+                    peer_key = bundle.identity_key
+            except e2e.E2EError as exc:
+                raise PhoneError(400, f"cannot encrypt for {to}: {exc}") from None
+            assert peer_key is not None
+            self.save_session(phone, key, peer_key, session)
+            phone.state.last_sent_at = self._clock.now()
+            self.save_state(phone)
+        message_id = new_message_id()
+        await self._outbox.enqueue(
+            to,
+            Deliver(
+                message_id=message_id,
+                sender=phone.wa_id,
+                sender_device=device_id,
+                sender_name=phone.state.name,
+                envelope=envelope,
+                timestamp=self._clock.timestamp(),
+            ),
+        )
+        await self._store.sync()
+        log.info("phone +%s sent %s %s to %s", phone.wa_id, kind, message_id, to)
+        return message_id
+
+    async def read(self, phone: Phone, message_id: str, delay_s: float = 0.0) -> None:
+        """The user opens a message: one read receipt from the device that got it first."""
+        entry = phone.inbox.get(message_id)
+        if entry is None:
+            raise PhoneError(404, f"phone {phone.wa_id} has no message {message_id}")
+        if entry.read:
+            return
+        entry.read = True
+        self.save_inbox(phone, message_id)
+        receipt = Receipt(
+            message_id=message_id,
+            recipient=phone.wa_id,
+            device_id=entry.devices[0],
+            status=ReceiptStatus.READ,
+            timestamp=int(self._clock.now() + delay_s),
+        )
+        if delay_s > 0:
+            self._outbox.schedule(entry.sender, receipt, delay_s)
+        else:
+            await self._outbox.enqueue(entry.sender, receipt)
+        await self._store.sync()
+
+    async def replenish(self, wa_id: str) -> None:
+        """Top up the directory's one-time pre-keys of a phone's devices after senders took bundles."""
+        phone = self._phones.get(wa_id)
+        if phone is None:
+            return
+        async with phone.lock:
+            for device_id, identity in phone.identities.items():
+                remaining = self._directory.prekeys_remaining(wa_id, device_id)
+                if remaining >= _PREKEY_LOW_WATER:
+                    continue
+                # Keys handed out but not yet used are still held by the identity: ask for new ones on top.
+                fresh = await identity.top_up(len(identity.one_time_prekeys()) + _PREKEY_POOL - remaining)
+                if fresh:
+                    self._directory.add_prekeys(wa_id, device_id, fresh, None)
+                    self.save_identity(phone, device_id)

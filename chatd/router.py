@@ -1,0 +1,177 @@
+"""Requests of logged-in businesses, and who is logged in.
+
+One live session per number: a second login kicks the older one with the conflict notice the original
+network sends.  ``Send`` is deduplicated by message id per business (a resend after a reconnect is acked again,
+never delivered twice) and acked only once its envelopes are durably queued for the phone.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from chatd.clock import Clock
+from chatd.delivery import PhoneDelivery
+from chatd.directory import Directory
+from chatd.errors import Refused
+from chatd.outbox import Outbox
+from chatd.phones import Phones
+from chatd.store import Store
+from chatd.templates import TemplateStore
+from shared.errors import ErrorCode
+from shared.tasks import TaskSupervisor
+from shared.wire.frames import (
+    Ack,
+    Bundles,
+    Deliver,
+    Error,
+    Frame,
+    GetBundles,
+    GetTemplates,
+    OfflineDone,
+    Ping,
+    Pong,
+    PublishPreKeys,
+    ReadReceipt,
+    Receipt,
+    Send,
+    Templates,
+)
+
+log = logging.getLogger("openprem.chatd.router")
+
+CONFLICT = "Conflict: Detected multiple instances with the same number"
+_SEEN = "seen"
+
+
+class BusinessConn(Protocol):
+    """What the router needs of a logged-in connection (``chatd.session.Session``)."""
+
+    wa_id: str
+    device_id: int
+
+    async def push(self, frame: Deliver | Receipt | OfflineDone) -> None: ...
+
+    async def kick(self, reason: str, *, conflict: bool) -> None: ...
+
+
+class Router:
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        phones: Phones,
+        delivery: PhoneDelivery,
+        outbox: Outbox,
+        templates: TemplateStore,
+        clock: Clock,
+        tasks: TaskSupervisor,
+    ) -> None:
+        self._store = store
+        self._directory = directory
+        self._phones = phones
+        self._delivery = delivery
+        self._outbox = outbox
+        self._templates = templates
+        self._clock = clock
+        self._tasks = tasks
+        self._live: dict[str, BusinessConn] = {}
+        self._seen: set[str] = set()
+
+    async def load(self) -> None:
+        self._seen = {key for key, _ in await self._store.load(_SEEN)}
+
+    def live(self, wa_id: str) -> BusinessConn | None:
+        return self._live.get(wa_id)
+
+    async def login(self, conn: BusinessConn) -> None:
+        """Make ``conn`` the number's session; an older one is kicked with the conflict notice."""
+        old = self._live.get(conn.wa_id)
+        self._live[conn.wa_id] = conn
+        if old is not None and old is not conn:
+            log.warning("+%s logged in again: kicking the older session (%s)", conn.wa_id, CONFLICT)
+            self._outbox.detach(conn.wa_id, old)
+            await old.kick(CONFLICT, conflict=True)
+
+    async def attach(self, conn: BusinessConn) -> None:
+        """Push the offline backlog then ``OfflineDone``; later pushes go straight to ``conn``."""
+        if self._live.get(conn.wa_id) is not conn:
+            return
+        try:
+            count = await self._outbox.attach(conn.wa_id, conn)
+        except (ConnectionError, OSError) as exc:
+            log.info("+%s left while its backlog was written (%s); it stays pending", conn.wa_id, exc)
+            return
+        log.info("+%s: offline backlog of %d push(es) written", conn.wa_id, count)
+
+    def logout(self, conn: BusinessConn) -> None:
+        self._outbox.detach(conn.wa_id, conn)
+        if self._live.get(conn.wa_id) is conn:
+            del self._live[conn.wa_id]
+
+    def identity_key(self, wa_id: str) -> bytes | None:
+        """The identity key a business logs in with; None for numbers that are not registered businesses."""
+        return self._directory.identity_key(wa_id, 0) if self._directory.account(wa_id) else None
+
+    def prekeys_remaining(self, wa_id: str) -> int:
+        return self._directory.prekeys_remaining(wa_id, 0)
+
+    async def handle(self, conn: BusinessConn, frame: Frame) -> Frame | None:
+        """The reply to one request of a logged-in business (``None`` for acks of our pushes)."""
+        match frame:
+            case Ack() | Error():
+                self._ack(conn, frame)
+                return None
+            case Ping():
+                return Pong(id=frame.id, server_time=self._clock.now())
+            case Send():
+                return await self._send(conn, frame)
+            case GetBundles():
+                return await self._bundles(frame)
+            case GetTemplates():
+                return Templates(id=frame.id, templates=self._templates.all())
+            case PublishPreKeys():
+                added = self._directory.add_prekeys(
+                    conn.wa_id, conn.device_id, frame.one_time_prekeys, frame.signed_prekey
+                )
+                if not added:
+                    raise Refused(ErrorCode.NOT_FOUND, "no keys registered for this device")
+                await self._store.sync()
+                return Ack(id=frame.id)
+            case ReadReceipt():
+                return Ack(id=frame.id)
+            case _:
+                raise Refused(ErrorCode.INVALID_REQUEST, f"unexpected {type(frame).__name__} frame after login")
+
+    def _ack(self, conn: BusinessConn, frame: Ack | Error) -> None:
+        if isinstance(frame, Error):
+            log.warning("+%s refused push %d (%d %s); dropping it", conn.wa_id, frame.id, frame.code, frame.message)
+        if not self._outbox.ack(conn.wa_id, frame.id):
+            log.debug("+%s acked unknown push %d", conn.wa_id, frame.id)
+
+    async def _send(self, conn: BusinessConn, frame: Send) -> Ack:
+        to = frame.to.lstrip("+")
+        phone = self._phones.get(to)
+        if phone is None:
+            raise Refused(ErrorCode.INVALID_USER, f"{frame.to} is not a WhatsApp user")
+        if not frame.envelopes:
+            raise Refused(ErrorCode.INVALID_PARAMETER, "a message needs at least one envelope")
+        key = f"{conn.wa_id}/{frame.message_id}"
+        if key in self._seen:
+            log.info("+%s resent %s: acked again, not delivered twice", conn.wa_id, frame.message_id)
+            return Ack(id=frame.id)
+        self._seen.add(key)
+        self._store.put(_SEEN, key, "")
+        self._delivery.accept(conn.wa_id, conn.device_id, frame, phone)
+        await self._store.sync()
+        return Ack(id=frame.id)
+
+    async def _bundles(self, frame: GetBundles) -> Bundles:
+        wa_id = frame.wa_id.lstrip("+")
+        if not self._directory.devices(wa_id):
+            raise Refused(ErrorCode.INVALID_USER, f"{frame.wa_id} is not a WhatsApp user")
+        devices = self._directory.take_bundles(wa_id)
+        await self._store.sync()
+        if self._phones.get(wa_id) is not None:
+            self._tasks.spawn(f"replenish:{wa_id}", self._phones.replenish(wa_id))
+        return Bundles(id=frame.id, wa_id=wa_id, devices=devices)

@@ -1,0 +1,59 @@
+"""``python -m coreapp`` runs coreapp until SIGTERM/SIGINT; ``python -m coreapp migrate`` migrates and exits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from coreapp.app import CoreApp, run_migrations
+from shared.bus import make_bus
+from shared.config import ConfigError, Settings, default_env_file, load_settings
+from shared.logging import setup_logging, stop_logging
+from shared.tasks import TaskSupervisor
+
+log = logging.getLogger("openprem.coreapp")
+
+NODE_ID = "coreapp"
+
+
+async def _serve(settings: Settings) -> None:
+    supervisor = TaskSupervisor("coreapp-bus")
+    bus = make_bus(settings.bus, NODE_ID, supervisor)
+    app = CoreApp(settings, bus)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+        await stop.wait()
+        log.info("signal received: stopping")
+    finally:
+        await app.stop()
+        await supervisor.close()
+
+
+def main(argv: list[str]) -> int:
+    try:
+        settings = load_settings(env_file=default_env_file())
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    setup_logging(settings.log, settings.paths.log_dir, "coreapp")
+    try:
+        if argv[:1] == ["migrate"]:
+            asyncio.run(run_migrations(settings))
+        elif argv:
+            print("usage: python -m coreapp [migrate]", file=sys.stderr)
+            return 2
+        else:
+            asyncio.run(_serve(settings))
+    finally:
+        stop_logging()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

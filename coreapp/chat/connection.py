@@ -1,0 +1,261 @@
+"""The chat connection state machine: DISCONNECTED → CONNECTING → AUTHENTICATING → SYNCING → READY.
+
+One supervised task runs it forever: connect (port, then fallback port), log in by signing the server's nonce,
+sync (templates, offline backlog up to ``OfflineDone``, pre-key top-up), then READY until the session drops;
+then reconnect after a capped, jittered backoff.  A ``Kick`` with ``conflict`` (another instance took over the
+number) or an expired client version ends it for good: critical log, no reconnect loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from coreapp.chat.backoff import Backoff
+from coreapp.chat.dispatch import PushDispatcher
+from coreapp.chat.errors import ChatRemoteError, ChatUnavailable
+from coreapp.chat.link import ConnState
+from coreapp.chat.session import ChatSession, expect
+from coreapp.chat.transport import open_channel
+from shared.config import ChatSettings
+from shared.errors import ErrorCode
+from shared.ids import WaId
+from shared.tasks import TaskSupervisor
+from shared.wire.frames import Ack, Challenge, Frame, Hello, Kick, Login, LoginOk, OfflineDone, Ping
+
+log = logging.getLogger("openprem.coreapp.chat")
+
+CONFLICT_MESSAGE = "Conflict: Detected multiple instances with the same number"
+PUSH_QUEUE_SIZE = 10_000
+SyncStep = Callable[[LoginOk], Awaitable[None]]
+Signer = Callable[[bytes], bytes]
+
+
+class ChatConnection:
+    def __init__(
+        self,
+        settings: ChatSettings,
+        supervisor: TaskSupervisor,
+        wa_id: WaId,
+        signer: Signer,
+        dispatcher: PushDispatcher,
+    ) -> None:
+        self._settings = settings
+        self._supervisor = supervisor
+        self._wa_id = wa_id
+        self._signer = signer
+        self._dispatcher = dispatcher
+        self._before_drain: list[SyncStep] = []
+        self._after_drain: list[SyncStep] = []
+        self._ready_listeners: list[Callable[[], None]] = []
+        self._state = ConnState.DISCONNECTED
+        self._ready = asyncio.Event()
+        self._session: ChatSession | None = None
+        self._generation = 0
+        self._fatal: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._backoff = Backoff(0.5, 30.0)
+        self._offline_done = asyncio.Event()
+        self._pushes: asyncio.Queue[Frame] = asyncio.Queue(PUSH_QUEUE_SIZE)
+
+    # --- wiring ---------------------------------------------------------------------------------------------
+
+    def add_sync_step(self, step: SyncStep, *, after_offline_drain: bool = False) -> None:
+        (self._after_drain if after_offline_drain else self._before_drain).append(step)
+
+    def add_ready_listener(self, listener: Callable[[], None]) -> None:
+        self._ready_listeners.append(listener)
+
+    # --- ChatLink -------------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnState:
+        return self._state
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def fatal_error(self) -> str | None:
+        """Why the connection gave up for good (conflict, expired client), if it did."""
+        return self._fatal
+
+    @property
+    def port(self) -> int | None:
+        return self._session.port if self._session is not None else None
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def request(self, frame: Frame, timeout_s: float = 30.0) -> Frame:
+        return await self._live_session().request(frame, timeout_s)
+
+    async def send_request(self, frame: Frame) -> asyncio.Future[Frame]:
+        return await self._live_session().send_request(frame)
+
+    async def ack(self, push: Frame) -> None:
+        await self._live_session().reply(Ack(id=push.id))
+
+    def _live_session(self) -> ChatSession:
+        session = self._session
+        if session is None or session.closed:
+            reason = session.close_reason if session is not None else "no session"
+            raise ChatUnavailable(f"chat connection is {self._state.value} ({reason})")
+        return session
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = self._supervisor.spawn("chat-connection", self._run())
+
+    async def stop(self) -> None:
+        self._fatal = self._fatal or "stopped"
+        if self._session is not None:
+            await self._session.close("shutting down")
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self._set_state(ConnState.DISCONNECTED)
+
+    def _set_state(self, state: ConnState) -> None:
+        if state is self._state:
+            return
+        log.info("chat connection: %s -> %s", self._state.value, state.value)
+        self._state = state
+        if state is ConnState.READY:
+            self._ready.set()
+            for listener in self._ready_listeners:
+                listener()
+        else:
+            self._ready.clear()
+
+    async def _run(self) -> None:
+        while self._fatal is None:
+            self._set_state(ConnState.CONNECTING)
+            reached_ready = False
+            try:
+                channel = await open_channel(self._settings)
+                session = ChatSession(channel, self._supervisor, self._on_push)
+                reached_ready = await self._run_session(session)
+            except ChatRemoteError as exc:
+                self._login_refused(exc)
+            except ChatUnavailable as exc:
+                log.warning("chat connection lost: %s", exc)
+            except Exception:
+                log.exception("chat session failed; reconnecting")
+            finally:
+                self._session = None
+                self._set_state(ConnState.DISCONNECTED)
+            if self._fatal is not None:
+                break
+            if reached_ready:
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            log.info("chat reconnecting in %.1fs", delay)
+            await asyncio.sleep(delay)
+        if self._fatal != "stopped":
+            log.critical("chat connection stopped for good: %s", self._fatal)
+
+    def _login_refused(self, exc: ChatRemoteError) -> None:
+        code = exc.error_code
+        if code is ErrorCode.ACCESS_DENIED:  # 1005: this client version expired; reconnecting cannot help
+            self._fatal = f"client version {self._settings.client_version} expired ({exc.message})"
+        elif code is ErrorCode.API_SERVICE:
+            log.warning("network in maintenance (code 2): %s", exc.message)
+        else:
+            log.error("login refused: %s", exc)
+
+    async def _run_session(self, session: ChatSession) -> bool:
+        """Log in, sync, serve until the session ends; whether it reached READY."""
+        self._generation += 1
+        self._offline_done = asyncio.Event()
+        self._pushes = asyncio.Queue(PUSH_QUEUE_SIZE)
+        self._session = session
+        session.start()
+        workers = [
+            self._supervisor.spawn("chat-pushes", self._push_worker(self._pushes)),
+            self._supervisor.spawn("chat-ping", self._ping_loop(session)),
+        ]
+        try:
+            self._set_state(ConnState.AUTHENTICATING)
+            hello = Hello(wa_id=self._wa_id, client_version=self._settings.client_version)
+            challenge = expect(await session.request(hello), Challenge)
+            login_ok = expect(await session.request(Login(signature=self._signer(challenge.nonce))), LoginOk)
+            log.info("logged in as %s on port %d", self._wa_id, session.port)
+            self._set_state(ConnState.SYNCING)
+            for step in self._before_drain:
+                await step(login_ok)
+            await self._wait_offline_drain(session)
+            for step in self._after_drain:
+                await step(login_ok)
+            if session.closed:
+                raise ChatUnavailable(session.close_reason)
+            self._set_state(ConnState.READY)
+            await session.wait_closed()
+            level = logging.INFO if self._fatal == "stopped" else logging.WARNING
+            log.log(level, "chat session ended: %s", session.close_reason)
+            return True
+        finally:
+            await session.close("session over")
+            for task in workers:
+                task.cancel()
+
+    async def _wait_offline_drain(self, session: ChatSession) -> None:
+        timeout = self._settings.offline_drain_timeout_s
+        closed = asyncio.ensure_future(session.wait_closed())
+        drained = asyncio.ensure_future(self._offline_done.wait())
+        try:
+            done, _ = await asyncio.wait({closed, drained}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            drained.cancel()
+        if not done:
+            log.warning("offline messages not drained after %.0fs; going ready anyway", timeout)
+
+    # --- pushes ---------------------------------------------------------------------------------------------
+
+    def _on_push(self, frame: Frame) -> None:
+        """Called by the reader: act on a kick at once, queue everything else in arrival order."""
+        if isinstance(frame, Kick):
+            self._on_kick(frame)
+            return
+        try:
+            self._pushes.put_nowait(frame)
+        except asyncio.QueueFull:
+            log.error("push queue full; dropped a %s (left unacked, the network replays it)", type(frame).__name__)
+
+    def _on_kick(self, kick: Kick) -> None:
+        if kick.conflict:
+            log.critical("%s (%s)", CONFLICT_MESSAGE, kick.reason)
+            self._fatal = CONFLICT_MESSAGE
+        else:
+            log.warning("kicked by the network: %s", kick.reason)
+        session = self._session
+        if session is not None:
+            self._supervisor.spawn("chat-kick-close", session.close(f"kicked: {kick.reason}"))
+
+    async def _push_worker(self, queue: asyncio.Queue[Frame]) -> None:
+        while True:
+            frame = await queue.get()
+            if isinstance(frame, OfflineDone):
+                log.info("offline backlog drained (%d pushed)", frame.count)
+                self._offline_done.set()
+                continue
+            await self._dispatcher.dispatch(frame)
+
+    async def _ping_loop(self, session: ChatSession) -> None:
+        interval = self._settings.ping_interval_s
+        while not session.closed:
+            await asyncio.sleep(interval)
+            try:
+                await session.request(Ping(), timeout_s=max(5.0, interval / 2))
+            except ChatUnavailable as exc:
+                log.warning("ping failed (%s); reconnecting", exc)
+                await session.close("ping timeout")
+                return
+            except ChatRemoteError as exc:
+                log.warning("ping answered with an error: %s", exc)

@@ -1,0 +1,160 @@
+"""Inbound messages (``Deliver`` pushes): decrypt, then commit message + session (+ identity) + webhook row in
+ONE transaction, and only then ack.
+
+Crash safety: before the commit nothing is acked, so the network redelivers and the same envelope decrypts
+again from the unchanged stored session; after the commit the id is in ``messages`` and a redelivery is only
+acked.  An envelope that cannot be decrypted never will be: it is recorded as ``undecryptable`` (so a replay is
+recognised) and acked, rather than redelivered forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coreapp.chat.link import ChatLink
+from coreapp.models import MessageDirection, MessageStatus, NewMessage
+from coreapp.services.keys import KeyService
+from coreapp.storage.keys import KeyStore
+from coreapp.storage.messages import MessageStore
+from coreapp.storage.webhooks import WebhookKind, WebhookStore
+from coreapp.webhooks import payloads
+from shared.db.engine import Database
+from shared.ids import MessageId, WaId
+from shared.wire import e2e
+from shared.wire.e2e import Identity
+from shared.wire.frames import Deliver, EnvelopeKind
+
+log = logging.getLogger("openprem.coreapp.inbound")
+
+
+class InboundService:
+    def __init__(
+        self,
+        db: Database,
+        link: ChatLink,
+        messages: MessageStore,
+        key_store: KeyStore,
+        keys: KeyService,
+        webhooks: WebhookStore,
+        notify_webhooks: Callable[[], None],
+    ) -> None:
+        self._db = db
+        self._link = link
+        self._messages = messages
+        self._key_store = key_store
+        self._keys = keys
+        self._webhooks = webhooks
+        self._notify_webhooks = notify_webhooks
+        self.undecryptable = 0
+
+    async def handle(self, deliver: Deliver) -> None:
+        message_id = MessageId(deliver.message_id)
+        sender = WaId(deliver.sender)
+        if await self._messages.exists(message_id):
+            await self._link.ack(deliver)  # stored before: only the ack was lost
+            return
+        is_prekey = deliver.envelope.kind is EnvelopeKind.PREKEY
+        async with self._keys.session_lock(sender), self._identity_guard(is_prekey):
+            try:
+                state, plaintext, identity = await self._decrypt(deliver)
+            except e2e.E2EError as exc:
+                await self._store_undecryptable(deliver, exc)
+                return
+            content = _parse_content(plaintext)
+            await self._commit(deliver, state, content, identity)
+        await self._link.ack(deliver)
+        self._notify_webhooks()
+
+    def _identity_guard(self, is_prekey: bool) -> contextlib.AbstractAsyncContextManager[Any]:
+        # A PREKEY envelope may consume a one-time pre-key: hold the identity until that change is committed.
+        return self._keys.identity_lock if is_prekey else contextlib.nullcontext()
+
+    async def _decrypt(self, deliver: Deliver) -> tuple[str, bytes, Identity | None]:
+        """``(session state, plaintext, changed identity or None)``."""
+        sender, device, envelope = WaId(deliver.sender), deliver.sender_device, deliver.envelope
+        session = await self._key_store.load_session(sender, device)
+        if session is not None:
+            try:
+                state, plaintext = await e2e.decrypt(session, envelope)
+                return state, plaintext, None
+            except e2e.SessionMismatchError:
+                log.info("%s device %d opened a new session", sender, device)
+        if envelope.kind is not EnvelopeKind.PREKEY:
+            raise e2e.DecryptError("no session for this sender device")
+        candidate = self._keys.begin_identity_change()
+        state, plaintext = await e2e.decrypt_first(candidate, None, envelope, sender_device=device)
+        return state, plaintext, candidate
+
+    async def _commit(
+        self, deliver: Deliver, state: str, content: dict[str, Any] | None, identity: Identity | None
+    ) -> None:
+        sender = WaId(deliver.sender)
+        message_type = str(content.get("type", "unknown")) if content is not None else "unknown"
+        row = NewMessage(
+            id=MessageId(deliver.message_id),
+            direction=MessageDirection.IN,
+            peer=sender,
+            type=message_type,
+            content=orjson.dumps(content).decode() if content is not None else None,
+            status=MessageStatus.RECEIVED,
+            timestamp=deliver.timestamp,
+        )
+        identity_json = identity.to_json() if identity is not None else None
+
+        async def receive_txn(conn: AsyncConnection) -> None:
+            await self._messages.insert_many_txn(conn, [row])
+            await self._key_store.save_session_txn(conn, sender, deliver.sender_device, state)
+            if identity_json is not None:
+                await self._key_store.save_identity_txn(conn, identity_json)
+            if content is not None:
+                message = {**content, "id": deliver.message_id, "timestamp": deliver.timestamp, "type": message_type}
+                body = payloads.inbound_message(message, sender, deliver.sender_name)
+                await self._webhooks.enqueue_txn(conn, WebhookKind.INBOUND_MESSAGE, body)
+
+        await self._db.run("inbound.receive", receive_txn)
+        if identity is not None:
+            self._keys.install(identity)
+
+    async def _store_undecryptable(self, deliver: Deliver, exc: Exception) -> None:
+        self.undecryptable += 1
+        log.warning(
+            "message %s from %s device %d cannot be decrypted (%s); recorded and acked",
+            deliver.message_id,
+            deliver.sender,
+            deliver.sender_device,
+            exc,
+        )
+        row = NewMessage(
+            id=MessageId(deliver.message_id),
+            direction=MessageDirection.IN,
+            peer=WaId(deliver.sender),
+            type="unknown",
+            content=None,
+            status=MessageStatus.UNDECRYPTABLE,
+            timestamp=deliver.timestamp,
+        )
+
+        async def record_txn(conn: AsyncConnection) -> None:
+            await self._messages.insert_many_txn(conn, [row])
+
+        await self._db.run("inbound.undecryptable", record_txn)
+        await self._link.ack(deliver)
+
+
+def _parse_content(plaintext: bytes) -> dict[str, Any] | None:
+    """The On-Prem message object the sender encrypted; ``None`` (stored, no webhook) if it is not one."""
+    try:
+        content = orjson.loads(plaintext)
+    except orjson.JSONDecodeError:
+        log.warning("decrypted content is not JSON; stored without a webhook")
+        return None
+    if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+        log.warning("decrypted content is not a message object; stored without a webhook")
+        return None
+    return content

@@ -1,0 +1,105 @@
+"""The Signal key store in use: our identity (in memory, persisted on every change), per-peer session locks and
+one-time pre-key top-up.
+
+Identity changes are copy-on-write: a caller mutates a copy (``begin_identity_change``), commits its JSON in
+the same transaction as whatever consumed or added keys, and only then installs it.  A failed commit leaves the
+identity in memory exactly as in the DB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Callable
+
+from coreapp.chat.link import ChatLink
+from coreapp.storage.keys import KeyStore
+from shared.ids import WaId
+from shared.wire.e2e import Identity
+from shared.wire.frames import IdentityChanged, LoginOk, PublishPreKeys
+
+log = logging.getLogger("openprem.coreapp.keys")
+
+PREKEYS_LOW = 20
+"""Top up when the network holds fewer of our one-time pre-keys than this."""
+PREKEYS_TARGET = 50
+_LOCK_STRIPES = 64
+
+
+class KeyService:
+    def __init__(self, store: KeyStore) -> None:
+        self._store = store
+        self._identity: Identity | None = None
+        self.identity_lock = asyncio.Lock()
+        self._session_locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
+
+    async def load(self) -> bool:
+        """Load the identity from the DB; whether there is one."""
+        data = await self._store.load_identity()
+        self._identity = None if data is None else await asyncio.to_thread(Identity.from_json, data)
+        return self._identity is not None
+
+    @property
+    def identity(self) -> Identity:
+        if self._identity is None:
+            raise RuntimeError("no identity: this install is not registered")
+        return self._identity
+
+    def sign(self, data: bytes) -> bytes:
+        return self.identity.sign(data)
+
+    def begin_identity_change(self) -> Identity:
+        """A private copy of the identity to mutate; ``install`` it after its JSON is committed.
+
+        Hold ``identity_lock`` from here to ``install`` so two changes cannot overwrite each other.
+        """
+        return Identity.from_json(self.identity.to_json())
+
+    def install(self, identity: Identity) -> None:
+        self._identity = identity
+
+    def session_lock(self, peer: WaId) -> asyncio.Lock:
+        """Serialises everything that reads and writes the sessions with ``peer`` (encrypt and decrypt share
+        the ratchet); striped so the lock table stays bounded."""
+        return self._session_locks[zlib.crc32(peer.encode()) % _LOCK_STRIPES]
+
+    async def top_up(self, link: ChatLink, login: LoginOk) -> None:
+        """Sync step: publish fresh one-time pre-keys when the network runs low.
+
+        The new keys are committed before they are published: a crash in between leaves unpublished keys
+        (harmless), never published keys we cannot decrypt with.
+        """
+        remaining = login.prekeys_remaining
+        if remaining >= PREKEYS_LOW:
+            return
+        async with self.identity_lock:
+            candidate = self.begin_identity_change()
+            held = len(candidate.one_time_prekeys())
+            fresh = await candidate.top_up(held + PREKEYS_TARGET - remaining)
+            if not fresh:
+                return
+            await self._store.save_identity(candidate.to_json())
+            self.install(candidate)
+        await link.request(PublishPreKeys(one_time_prekeys=fresh))
+        log.info("published %d one-time pre-keys (network had %d)", len(fresh), remaining)
+
+
+class IdentityChangeHandler:
+    """``IdentityChanged`` push: the peer has new keys (reinstall); our sessions with it are dead."""
+
+    def __init__(
+        self, keys: KeyService, store: KeyStore, link: ChatLink, forget_devices: Callable[[WaId], None]
+    ) -> None:
+        self._keys = keys
+        self._store = store
+        self._link = link
+        self._forget_devices = forget_devices
+
+    async def handle(self, frame: IdentityChanged) -> None:
+        peer = WaId(frame.wa_id)
+        async with self._keys.session_lock(peer):
+            await self._store.delete_sessions(peer)
+            self._forget_devices(peer)
+        log.info("identity of %s changed; its sessions were reset", peer)
+        await self._link.ack(frame)

@@ -1,0 +1,154 @@
+"""SQL for ``messages`` (inbox and outbox) and ``message_receipt_log``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coreapp.models import MessageDirection, MessageState, MessageStatus, NewMessage, OutboundMessage
+from coreapp.storage.tables import message_receipt_log, messages
+from shared.db.engine import Database
+from shared.ids import MessageId, WaId
+
+
+class MessageStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def insert_many_txn(self, conn: AsyncConnection, rows: Sequence[NewMessage]) -> None:
+        """Insert several messages in the caller's transaction (one statement)."""
+        if not rows:
+            return
+        now = datetime.now(UTC)
+        await conn.execute(
+            insert(messages),
+            [
+                {
+                    "id": r.id,
+                    "direction": r.direction.value,
+                    "peer": r.peer,
+                    "type": r.type,
+                    "content": r.content,
+                    "status": r.status.value,
+                    "timestamp": r.timestamp,
+                    "envelopes": None,
+                    "error_code": r.error_code,
+                    "error_title": r.error_title,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in rows
+            ],
+        )
+
+    async def exists(self, message_id: MessageId) -> bool:
+        return await self._db.run("messages.exists", lambda conn: self.exists_txn(conn, message_id))
+
+    async def exists_txn(self, conn: AsyncConnection, message_id: MessageId) -> bool:
+        return (await conn.scalar(select(messages.c.seq).where(messages.c.id == message_id))) is not None
+
+    async def pending_outbound(self, after_seq: int, limit: int) -> list[OutboundMessage]:
+        """Accepted outbound messages (not yet acked by the network) after ``after_seq``, oldest first."""
+
+        async def fn(conn: AsyncConnection) -> list[OutboundMessage]:
+            rows = await conn.execute(
+                select(
+                    messages.c.seq,
+                    messages.c.id,
+                    messages.c.peer,
+                    messages.c.content,
+                    messages.c.timestamp,
+                    messages.c.envelopes,
+                )
+                .where(
+                    messages.c.direction == MessageDirection.OUT.value,
+                    messages.c.status == MessageStatus.ACCEPTED.value,
+                    messages.c.seq > after_seq,
+                )
+                .order_by(messages.c.seq)
+                .limit(limit)
+            )
+            return [
+                OutboundMessage(
+                    seq=int(r.seq),
+                    id=MessageId(r.id),
+                    peer=WaId(r.peer),
+                    content=r.content or "",
+                    timestamp=int(r.timestamp),
+                    envelopes=bytes(r.envelopes) if r.envelopes is not None else None,
+                )
+                for r in rows
+            ]
+
+        return await self._db.run("messages.pending_outbound", fn)
+
+    async def set_envelopes_txn(self, conn: AsyncConnection, message_id: MessageId, envelopes: bytes) -> None:
+        await conn.execute(
+            update(messages)
+            .where(messages.c.id == message_id)
+            .values(envelopes=envelopes, updated_at=datetime.now(UTC))
+        )
+
+    async def get_state_txn(self, conn: AsyncConnection, message_id: MessageId) -> MessageState | None:
+        """The message's direction, peer and status, locked for update."""
+        row = (
+            await conn.execute(
+                select(messages.c.id, messages.c.direction, messages.c.peer, messages.c.status)
+                .where(messages.c.id == message_id)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            return None
+        return MessageState(
+            id=MessageId(row.id),
+            direction=MessageDirection(row.direction),
+            peer=WaId(row.peer),
+            status=MessageStatus(row.status),
+        )
+
+    async def set_status_txn(
+        self,
+        conn: AsyncConnection,
+        message_id: MessageId,
+        status: MessageStatus,
+        error_code: int | None = None,
+        error_title: str | None = None,
+    ) -> None:
+        values: dict[str, object] = {"status": status.value, "updated_at": datetime.now(UTC)}
+        if error_code is not None:
+            values["error_code"] = error_code
+            values["error_title"] = (error_title or "")[:255]
+        await conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+
+    async def log_receipt_txn(
+        self, conn: AsyncConnection, message_id: MessageId, device_id: int, status: MessageStatus, timestamp: int
+    ) -> bool:
+        """Record a receipt; ``False`` when this (message, device, status) was already recorded."""
+        seen = await conn.scalar(
+            select(message_receipt_log.c.timestamp).where(
+                message_receipt_log.c.message_id == message_id,
+                message_receipt_log.c.device_id == device_id,
+                message_receipt_log.c.status == status.value,
+            )
+        )
+        if seen is not None:
+            return False
+        await conn.execute(
+            insert(message_receipt_log).values(
+                message_id=message_id, device_id=device_id, status=status.value, timestamp=timestamp
+            )
+        )
+        return True
+
+    async def has_receipt_txn(self, conn: AsyncConnection, message_id: MessageId, status: MessageStatus) -> bool:
+        """Whether any device reported ``status`` for the message."""
+        found = await conn.scalar(
+            select(message_receipt_log.c.device_id)
+            .where(message_receipt_log.c.message_id == message_id, message_receipt_log.c.status == status.value)
+            .limit(1)
+        )
+        return found is not None

@@ -1,0 +1,204 @@
+"""Opening and continuing sessions; the envelope body format lives here.
+
+Envelope body (``Envelope.body``): MessagePack map of ``EnvelopeBody``::
+
+    {"v": 1, "ratchet_key": bin32, "counter": n, "previous_counter": pn, "ciphertext": bin,
+     "prekey": {"identity_key": bin32, "ephemeral_key": bin32, "signed_prekey": bin32,
+                "one_time_prekey": bin32 | nil}}          # present iff Envelope.kind is PREKEY
+
+``ciphertext`` is AES-256-CBC output followed by a 16-byte tag over the X3DH associated data (both identity
+keys) and the DR header. Pre-keys are named by their public bytes (as x3dh's header does), not by key id.
+
+PREKEY vs MESSAGE: the initiator sends PREKEY (carrying the X3DH header) until it has decrypted a reply,
+MESSAGE afterwards; the responder always sends MESSAGE. Receiver rule: with a session for (peer, device) call
+``decrypt`` (it also takes the initiator's repeated PREKEY envelopes); without one, ``decrypt_first``. If
+``decrypt`` raises ``SessionMismatchError`` the peer opened a new session: retry with ``decrypt_first``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import doubleratchet
+import msgspec
+import x3dh
+
+from shared.wire.e2e._protocol import DR_CONFIG, KEY_LENGTH, DoubleRatchet
+from shared.wire.e2e.errors import BundleError, DecryptError, E2EError, SessionMismatchError
+from shared.wire.e2e.identity import Identity
+from shared.wire.frames import DeviceBundle, Envelope, EnvelopeKind
+
+Key = Annotated[bytes, msgspec.Meta(min_length=KEY_LENGTH, max_length=KEY_LENGTH)]
+Counter = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+
+
+class PreKeyHeader(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """X3DH header: who we are and which of the recipient's keys the agreement used."""
+
+    identity_key: Key  # sender's Ed25519 identity key
+    ephemeral_key: Key  # sender's X25519 ephemeral key (also identifies the session)
+    signed_prekey: Key  # recipient's signed pre-key public key
+    one_time_prekey: Key | None = None  # recipient's one-time pre-key public key, if the bundle had one
+
+
+class EnvelopeBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    v: int = 1
+    ratchet_key: Key
+    counter: Counter
+    previous_counter: Counter
+    ciphertext: bytes
+    prekey: PreKeyHeader | None = None
+
+
+class _SessionDoc(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    v: int = 1
+    device_id: int  # the peer's device our envelopes go to
+    peer: bytes  # peer identity key
+    ad: bytes  # X3DH associated data
+    base: bytes  # ephemeral key of the X3DH agreement: matches repeated PREKEY envelopes to this session
+    pending: PreKeyHeader | None = None  # initiator only, until the first reply is decrypted
+    dr: dict[str, Any]  # the library's own JSON (holds \u0000)
+
+
+_body_encoder = msgspec.msgpack.Encoder()
+_body_decoder = msgspec.msgpack.Decoder(EnvelopeBody)
+
+
+def _envelope(device_id: int, message: doubleratchet.EncryptedMessage, prekey: PreKeyHeader | None) -> Envelope:
+    body = EnvelopeBody(
+        ratchet_key=message.header.ratchet_pub,
+        counter=message.header.sending_chain_length,
+        previous_counter=message.header.previous_sending_chain_length,
+        ciphertext=message.ciphertext,
+        prekey=prekey,
+    )
+    kind = EnvelopeKind.MESSAGE if prekey is None else EnvelopeKind.PREKEY
+    return Envelope(device_id=device_id, kind=kind, body=_body_encoder.encode(body))
+
+
+def _parse(envelope: Envelope) -> tuple[EnvelopeBody, doubleratchet.EncryptedMessage]:
+    try:
+        body = _body_decoder.decode(envelope.body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DecryptError("undecodable envelope body") from exc
+    if body.v != 1:
+        raise DecryptError(f"unsupported envelope body version {body.v}")
+    if (body.prekey is not None) != (envelope.kind == EnvelopeKind.PREKEY):
+        raise DecryptError("envelope kind does not match its body")
+    header = doubleratchet.Header(body.ratchet_key, body.previous_counter, body.counter)
+    return body, doubleratchet.EncryptedMessage(header=header, ciphertext=body.ciphertext)
+
+
+def _dump(doc: _SessionDoc, ratchet: DoubleRatchet) -> str:
+    doc.dr = dict(ratchet.json)
+    return msgspec.json.encode(doc).decode()
+
+
+def _load(session_json: str) -> tuple[_SessionDoc, DoubleRatchet]:
+    try:
+        doc = msgspec.json.decode(session_json, type=_SessionDoc)
+        if doc.v != 1:
+            raise ValueError(f"unsupported session version {doc.v}")
+        return doc, DoubleRatchet.from_json(doc.dr, *DR_CONFIG)
+    except Exception as exc:
+        raise E2EError("corrupt session state") from exc
+
+
+async def encrypt_first(identity: Identity, bundle: DeviceBundle, plaintext: bytes) -> tuple[str, Envelope]:
+    """Open a session to one device (X3DH active + DR as sender): ``(session_json, PREKEY envelope)``.
+
+    Raises ``BundleError`` if the bundle's keys are malformed or its signed pre-key signature fails.
+    """
+    opk = bundle.one_time_prekey
+    keys = [bundle.identity_key, bundle.signed_prekey.public_key] + ([] if opk is None else [opk.public_key])
+    if any(len(k) != KEY_LENGTH for k in keys):
+        raise BundleError("bundle keys must be 32 bytes")
+    peer_bundle = x3dh.Bundle(
+        identity_key=bundle.identity_key,
+        signed_pre_key=bundle.signed_prekey.public_key,
+        signed_pre_key_sig=bundle.signed_prekey.signature,
+        pre_keys=frozenset() if opk is None else frozenset({opk.public_key}),
+    )
+    try:
+        shared_secret, ad, header = await identity._active_state().get_shared_secret_active(
+            peer_bundle, require_pre_key=False
+        )
+        ratchet, message = await DoubleRatchet.encrypt_initial_message(
+            *DR_CONFIG, shared_secret, bundle.signed_prekey.public_key, plaintext, ad
+        )
+    except Exception as exc:
+        raise BundleError(f"cannot open a session with this bundle: {exc}") from exc
+    pending = PreKeyHeader(
+        identity_key=header.identity_key,
+        ephemeral_key=header.ephemeral_key,
+        signed_prekey=header.signed_pre_key,
+        one_time_prekey=header.pre_key,
+    )
+    doc = _SessionDoc(
+        device_id=bundle.device_id, peer=bundle.identity_key, ad=ad, base=header.ephemeral_key, pending=pending, dr={}
+    )
+    return _dump(doc, ratchet), _envelope(bundle.device_id, message, pending)
+
+
+async def decrypt_first(
+    identity: Identity, sender_public_key: bytes | None, envelope: Envelope, *, sender_device: int = 0
+) -> tuple[str, bytes]:
+    """Accept a session from a PREKEY envelope: ``(session_json, plaintext)``.
+
+    Consumes the one-time pre-key inside ``identity`` only on success (persist ``identity.to_json()`` after).
+    ``sender_public_key`` (checked when not None) is the identity the network vouches for; ``sender_device``
+    is where replies go (``Deliver.sender_device``).
+    """
+    body, message = _parse(envelope)
+    prekey = body.prekey
+    if prekey is None:
+        raise DecryptError("not a PREKEY envelope")
+    if sender_public_key is not None and prekey.identity_key != sender_public_key:
+        raise DecryptError("sender identity key does not match the envelope")
+    header = x3dh.Header(
+        identity_key=prekey.identity_key,
+        ephemeral_key=prekey.ephemeral_key,
+        signed_pre_key=prekey.signed_prekey,
+        pre_key=prekey.one_time_prekey,
+    )
+    try:
+        state, priv = identity._scratch_state(prekey.one_time_prekey)
+    except KeyError as exc:
+        raise DecryptError("unknown or already used one-time pre-key") from exc
+    try:
+        shared_secret, ad, spk = await state.get_shared_secret_passive(header, require_pre_key=False)
+        ratchet, plaintext = await DoubleRatchet.decrypt_initial_message(
+            *DR_CONFIG, shared_secret, spk.priv, message, ad
+        )
+    except Exception as exc:
+        raise DecryptError(f"cannot open the session: {exc}") from exc
+    identity._consume(prekey.one_time_prekey, priv)
+    doc = _SessionDoc(device_id=sender_device, peer=prekey.identity_key, ad=ad, base=prekey.ephemeral_key, dr={})
+    return _dump(doc, ratchet), plaintext
+
+
+async def encrypt(session_json: str, plaintext: bytes) -> tuple[str, Envelope]:
+    """Continue a session; PREKEY kind until this (initiating) side has decrypted a reply."""
+    doc, ratchet = _load(session_json)
+    message = await ratchet.encrypt_message(plaintext, doc.ad)
+    return _dump(doc, ratchet), _envelope(doc.device_id, message, doc.pending)
+
+
+async def decrypt(session_json: str, envelope: Envelope) -> tuple[str, bytes]:
+    """Decrypt within a session, including the initiator's repeated PREKEY envelopes for this session.
+
+    Raises ``SessionMismatchError`` (a ``DecryptError``) for a PREKEY envelope of another session.
+    """
+    body, message = _parse(envelope)
+    try:
+        doc, ratchet = _load(session_json)
+    except E2EError as exc:
+        raise DecryptError(str(exc)) from exc
+    if body.prekey is not None and (body.prekey.ephemeral_key != doc.base or body.prekey.identity_key != doc.peer):
+        raise SessionMismatchError("PREKEY envelope belongs to another session")
+    try:
+        plaintext = await ratchet.decrypt_message(message, doc.ad)
+    except Exception as exc:
+        raise DecryptError(f"cannot decrypt: {exc}") from exc
+    doc.pending = None  # only the peer can produce a valid message here: it has the session
+    return _dump(doc, ratchet), plaintext

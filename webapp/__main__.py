@@ -1,0 +1,66 @@
+"""``python -m webapp`` serves the API until SIGTERM/SIGINT; ``python -m webapp migrate`` migrates and exits."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal
+import socket
+import sys
+
+from shared.bus import make_bus
+from shared.config import BusKind, ConfigError, Settings, default_env_file, load_settings
+from shared.logging import setup_logging, stop_logging
+from webapp.app import WebApp, run_migrations
+
+log = logging.getLogger("openprem.webapp")
+
+
+def node_id() -> str:
+    """Stable across restarts of the same container, so the MQTT session (and its queued replies) survives."""
+    return "webapp-" + (re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "local")
+
+
+async def serve(settings: Settings) -> None:
+    if settings.bus.kind is BusKind.LOCAL:
+        log.warning("WA_BUS=LOCAL in a standalone webapp: no coreapp can answer; use WA_BUS=MQTT or `openprem run`")
+    bus = make_bus(settings.bus, node_id())
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await bus.start()
+    app = WebApp(settings, bus)
+    try:
+        await app.start()
+        await stopping.wait()
+        log.info("webapp stopping")
+    finally:
+        await app.stop()
+        await bus.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m webapp", description="OpenPrem webapp: the /v1 REST API")
+    parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(env_file=default_env_file())
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    setup_logging(settings.log, settings.paths.log_dir, "webapp")
+    try:
+        if args.command == "migrate":
+            asyncio.run(run_migrations(settings))
+        else:
+            asyncio.run(serve(settings))
+    finally:
+        stop_logging()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

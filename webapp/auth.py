@@ -1,0 +1,271 @@
+"""Users and bearer tokens: argon2 passwords, HS256 JWTs that the database can revoke.
+
+A token is a JWT (``sub``, ``iat``, ``exp``, ``jti``) so it looks like the original's and every webapp sharing
+``WA_WEB_JWT_CRYPTO_KEY`` accepts it; it is also a row (``jti`` + SHA-256 of the token) so logout revokes it at
+once.  Argon2 runs in a worker thread (≈100 ms per hash) so logins never stall the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from shared.config import WebSettings
+from shared.errors import ApiError, ErrorCode
+from webapp.envelope import HttpApiError
+from webapp.storage import Role, WebStorage
+
+log = logging.getLogger("openprem.webapp.auth")
+
+DEFAULT_ADMIN = "admin"
+DEFAULT_ADMIN_PASSWORD = "secret"
+SPECIAL_CHARACTERS = frozenset(string.punctuation)  # !"#$%&'()*+,-./:;<=>?@[\]^_`{|}~ (reference §2.2)
+CACHE_TTL_S = 5.0
+CACHE_MAX_ENTRIES = 10_000
+JWT_KEY_FILE = "jwt.key"
+_BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="WhatsApp"'}
+_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="WhatsApp"'}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made the request."""
+
+    username: str
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+
+    @property
+    def expires_after(self) -> str:
+        """The original's format: ``2018-03-01 15:29:26+00:00``."""
+        return self.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00:00")
+
+
+def unauthorized(details: str, *, basic: bool = False) -> HttpApiError:
+    """1005 with HTTP 401: the credentials, not the permissions, are wrong."""
+    challenge = _BASIC_CHALLENGE if basic else _BEARER_CHALLENGE
+    return HttpApiError(ErrorCode.ACCESS_DENIED, details, status=401, headers=challenge)
+
+
+def check_password_rule(password: str) -> None:
+    """8 to 64 characters with an upper-case letter, a lower-case letter, a digit and a special character."""
+    problems = []
+    if not 8 <= len(password) <= 64:
+        problems.append("be 8 to 64 characters long")
+    if not any(c.isupper() for c in password):
+        problems.append("contain an upper-case letter")
+    if not any(c.islower() for c in password):
+        problems.append("contain a lower-case letter")
+    if not any(c.isdigit() for c in password):
+        problems.append("contain a digit")
+    if not any(c in SPECIAL_CHARACTERS for c in password):
+        problems.append("contain a special character from " + string.punctuation)
+    if problems:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "password must " + ", ".join(problems))
+
+
+def parse_basic(header: str | None) -> tuple[str, str]:
+    if not header:
+        raise unauthorized("missing Basic credentials", basic=True)
+    scheme, _, encoded = header.strip().partition(" ")
+    try:
+        if scheme.lower() != "basic":
+            raise ValueError(scheme)
+        username, sep, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        raise unauthorized("malformed Basic credentials", basic=True) from None
+    if not sep:
+        raise unauthorized("malformed Basic credentials", basic=True)
+    return username, password
+
+
+def parse_bearer(header: str | None) -> str:
+    """The token from ``Authorization: Bearer <token>`` (never from the query string)."""
+    if not header:
+        raise unauthorized("missing bearer token")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise unauthorized("expected 'Authorization: Bearer <token>'")
+    return token
+
+
+def load_jwt_key(web_settings: WebSettings, data_dir: Path) -> bytes:
+    """The HMAC key: ``WA_WEB_JWT_CRYPTO_KEY``, or a random one created once under ``data_dir/web`` (0600).
+
+    The configured string is stretched through SHA-256 so any length yields a 32-byte key (PyJWT warns below
+    that); every webapp derives the same bytes from the same setting.
+    """
+    secret = web_settings.jwt_crypto_key
+    if not secret:
+        path = data_dir / "web" / JWT_KEY_FILE
+        secret = _read_or_create_secret(path)
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def _read_or_create_secret(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Another process may be writing it right now: give it a moment to finish.
+        for _ in range(50):
+            value = path.read_text(encoding="utf-8").strip()
+            if value:
+                return value
+            time.sleep(0.02)
+        raise RuntimeError(f"{path} exists but is empty; delete it to generate a new JWT key") from None
+    value = secrets.token_hex(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+    log.info("generated a JWT signing key at %s (set WA_WEB_JWT_CRYPTO_KEY to share one across webapps)", path)
+    return value
+
+
+class Authenticator:
+    """Login, bearer checks and logout over ``WebStorage``."""
+
+    def __init__(self, storage: WebStorage, jwt_key: bytes, token_ttl_s: int, hasher: PasswordHasher) -> None:
+        self._storage = storage
+        self._key = jwt_key
+        self._ttl = timedelta(seconds=token_ttl_s)
+        self._hasher = hasher
+        self._dummy_hash: str | None = None
+        # token sha256 -> (principal, monotonic deadline); revocations in this process evict at once.
+        self._cache: dict[str, tuple[Principal, float]] = {}
+
+    @property
+    def storage(self) -> WebStorage:
+        return self._storage
+
+    # passwords ---------------------------------------------------------------------------------------------
+    async def hash_password(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        def check() -> bool:
+            try:
+                return self._hasher.verify(password_hash, password)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(check)
+
+    async def _burn_time(self, password: str) -> None:
+        """Verify against a throwaway hash so an unknown user costs as long as a wrong password."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash_password(secrets.token_urlsafe(16))
+        await self._verify(self._dummy_hash, password)
+
+    async def ensure_default_admin(self) -> None:
+        """``admin`` / ``secret`` on a fresh install, flagged so the first login must change it."""
+        if await self._storage.get_user(DEFAULT_ADMIN) is not None:
+            return
+        password_hash = await self.hash_password(DEFAULT_ADMIN_PASSWORD)
+        await self._storage.ensure_user(DEFAULT_ADMIN, password_hash, Role.ADMIN, must_change_password=True)
+        log.info("created the default admin user; its first login must set a new password")
+
+    async def set_password(self, username: str, new_password: str) -> None:
+        check_password_rule(new_password)
+        if not await self._storage.set_password(username, await self.hash_password(new_password)):
+            raise ApiError(ErrorCode.NOT_FOUND, f"user {username!r} not found")
+
+    # login / tokens ----------------------------------------------------------------------------------------
+    async def login(self, authorization: str | None, new_password: str | None) -> IssuedToken:
+        """Check Basic credentials, apply a pending or voluntary password change, issue a token."""
+        username, password = parse_basic(authorization)
+        user = await self._storage.get_user(username)
+        if user is None:
+            await self._burn_time(password)
+            raise unauthorized("invalid username or password", basic=True)
+        if not await self._verify(user.password_hash, password):
+            raise unauthorized("invalid username or password", basic=True)
+        if new_password is None and user.must_change_password:
+            raise HttpApiError(
+                ErrorCode.PASSWORD_CHANGE_REQUIRED,
+                'first login: send {"new_password": "…"} with the Basic credentials',
+                status=401,
+                headers=_BASIC_CHALLENGE,
+            )
+        if new_password is not None:
+            await self.set_password(username, new_password)
+            log.info("password changed at login for user %s", username)
+        return await self.issue(username)
+
+    async def issue(self, username: str) -> IssuedToken:
+        now = datetime.now(UTC).replace(microsecond=0)
+        expires_at = now + self._ttl
+        jti = secrets.token_hex(16)
+        claims = {"sub": username, "iat": int(now.timestamp()), "exp": int(expires_at.timestamp()), "jti": jti}
+        token = jwt.encode(claims, self._key, algorithm="HS256")
+        await self._storage.add_token(jti, username, _digest(token), now, expires_at)
+        return IssuedToken(token, expires_at)
+
+    async def authenticate(self, token: str) -> Principal:
+        """The principal behind a bearer token; any failure is a 401 (1005) without saying which check failed."""
+        try:
+            claims = jwt.decode(
+                token, self._key, algorithms=["HS256"], options={"require": ["sub", "iat", "exp", "jti"]}
+            )
+        except jwt.ExpiredSignatureError:
+            raise unauthorized("token expired") from None
+        except jwt.InvalidTokenError:
+            raise unauthorized("invalid token") from None
+        digest = _digest(token)
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        found = await self._storage.get_token(str(claims["jti"]))
+        if found is None:
+            raise unauthorized("invalid token")
+        row, role = found
+        if (
+            row.revoked
+            or row.username != claims["sub"]
+            or row.expires_at <= datetime.now(UTC)
+            or not hmac.compare_digest(row.token_sha256, digest)
+        ):
+            raise unauthorized("invalid token")
+        principal = Principal(row.username, role)
+        if len(self._cache) >= CACHE_MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[digest] = (principal, time.monotonic() + CACHE_TTL_S)
+        return principal
+
+    async def logout(self, username: str) -> None:
+        """Revoke every token of ``username`` (the original revoked the user's tokens, not just one)."""
+        self.forget(username)
+        await self._storage.revoke_user_tokens(username)
+        self.forget(username)
+
+    def forget(self, username: str) -> None:
+        """Drop cached checks for ``username`` so a revocation or deletion bites on the next request."""
+        for digest in [d for d, (p, _) in self._cache.items() if p.username == username]:
+            self._cache.pop(digest, None)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()

@@ -1,0 +1,64 @@
+"""Webapp metrics (``/metrics``): request counts and latency by route template, bus round trips, logins.
+
+Each ``WebApp`` owns its registry so several apps in one process (embedded mode, tests) never collide.
+Labels are route templates, never concrete paths: phone numbers and ids must not become label values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class WebMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "webapp_http_requests",
+            "HTTP requests by method, route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "webapp_http_request_duration_seconds",
+            "HTTP request latency by method and route template",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rpc = Histogram(
+            "webapp_rpc_duration_seconds",
+            "Bus RPC round trips to coreapp by method and result (ok or the error code)",
+            ["method", "result"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.logins = Counter(
+            "webapp_logins", "Login attempts by result (ok or the error code)", ["result"], registry=self.registry
+        )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in _METHODS else "other"  # clients may send any token as a method
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def prometheus_text(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``/v1/stats`` JSON shape (reference §2.11): one entry per sample name."""
+        out: dict[str, Any] = {}
+        for family in self.registry.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                kind = family.type
+                if sample.name.endswith(("_total", "_count", "_sum")):
+                    kind = "counter"
+                entry = out.setdefault(sample.name, {"data": [], "help": family.documentation, "type": kind})
+                entry["data"].append({"labels": dict(sample.labels), "value": sample.value})
+        return {"stats": {"web": out}}

@@ -1,0 +1,43 @@
+"""What every route needs: the caller, the admin check and the RPC call to coreapp."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from shared.errors import ApiError, ErrorCode
+from webapp.auth import Principal
+from webapp.state import BUS_KEY, METRICS_KEY, PRINCIPAL_KEY
+
+
+def principal(request: web.Request) -> Principal:
+    """The authenticated caller (set by the auth middleware for every ``/v1`` route but login)."""
+    return request[PRINCIPAL_KEY]
+
+
+def require_admin(request: web.Request) -> Principal:
+    """Only ROLE_ADMIN may go on; others get 403 / 1005 (reference §2.2)."""
+    caller = principal(request)
+    if not caller.is_admin:
+        raise ApiError(ErrorCode.ACCESS_DENIED, "this endpoint requires ROLE_ADMIN")
+    return caller
+
+
+async def rpc(
+    request: web.Request, method: str, payload: dict[str, Any], timeout_s: float | None = None
+) -> dict[str, Any]:
+    """``bus.request`` timed into metrics; an ``ApiError`` from coreapp propagates to the envelope unchanged."""
+    started = time.perf_counter()
+    result = "ok"
+    try:
+        return await request.app[BUS_KEY].request(method, payload, timeout_s)
+    except ApiError as exc:
+        result = str(exc.code.code)
+        raise
+    except Exception:
+        result = "exception"
+        raise
+    finally:
+        request.app[METRICS_KEY].rpc.labels(method, result).observe(time.perf_counter() - started)

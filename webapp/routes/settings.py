@@ -1,0 +1,47 @@
+"""``/v1/settings/application``: ROLE_ADMIN only; coreapp stores and applies, webapp validates first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from shared.errors import ApiError, ErrorCode
+from webapp.envelope import ok, read_json
+from webapp.routes.common import require_admin, rpc
+from webapp.schemas.settings import validate_application_patch
+from webapp.state import WEB_SETTINGS_KEY
+
+routes = web.RouteTableDef()
+
+PATH = "/v1/settings/application"
+
+
+def _settings_payload(result: dict[str, Any]) -> dict[str, Any]:
+    application = result.get("application")
+    if not isinstance(application, dict):
+        raise ApiError(ErrorCode.GENERIC, "coreapp returned no application settings")
+    return {"settings": {"application": application}}
+
+
+@routes.get(PATH)
+async def get_application(request: web.Request) -> web.Response:
+    require_admin(request)
+    return ok(request, _settings_payload(await rpc(request, "settings.get_application", {})))
+
+
+@routes.patch(PATH)
+async def patch_application(request: web.Request) -> web.Response:
+    """Keys left out stay unchanged; the answer is the full document after the change."""
+    require_admin(request)
+    allow_http = request.app[WEB_SETTINGS_KEY].allow_http_loopback_webhooks
+    partial = validate_application_patch(await read_json(request), allow_http_loopback=allow_http)
+    result = await rpc(request, "settings.patch_application", {"application": partial})
+    return ok(request, _settings_payload(result))
+
+
+@routes.delete(PATH)
+async def reset_application(request: web.Request) -> web.Response:
+    """Back to the defaults; the answer is the reset document."""
+    require_admin(request)
+    return ok(request, _settings_payload(await rpc(request, "settings.reset_application", {})))

@@ -1,0 +1,103 @@
+"""``/v1/users``: login, logout and user management (reference §2.2)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
+
+from shared.errors import ApiError, ErrorCode
+from webapp.auth import DEFAULT_ADMIN, check_password_rule
+from webapp.envelope import ok, read_json, validate
+from webapp.routes.common import principal, require_admin
+from webapp.schemas.users import CreateUserBody, LoginBody, UpdateUserBody, Username
+from webapp.state import AUTH_KEY, METRICS_KEY
+from webapp.storage import Role
+
+routes = web.RouteTableDef()
+
+_WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="WhatsApp"'}
+_USERNAME: TypeAdapter[str] = TypeAdapter(Username)
+
+
+@routes.post("/v1/users/login")
+async def login(request: web.Request) -> web.Response:
+    """Basic credentials in, bearer token out; ``new_password`` is required on the first login."""
+    metrics = request.app[METRICS_KEY]
+    try:
+        body = validate(LoginBody, await read_json(request, required=False))
+        issued = await request.app[AUTH_KEY].login(request.headers.get("Authorization"), body.new_password)
+    except ApiError as exc:
+        metrics.logins.labels(str(exc.code.code)).inc()
+        raise
+    metrics.logins.labels("ok").inc()
+    payload = {"users": [{"token": issued.token, "expires_after": issued.expires_after}]}
+    return ok(request, payload, headers=_WWW_AUTHENTICATE)
+
+
+@routes.post("/v1/users/logout")
+async def logout(request: web.Request) -> web.Response:
+    """Revoke every token of the caller."""
+    await request.app[AUTH_KEY].logout(principal(request).username)
+    return ok(request)
+
+
+@routes.post("/v1/users")
+async def create_user(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = validate(CreateUserBody, await read_json(request))
+    check_password_rule(body.password)
+    auth = request.app[AUTH_KEY]
+    created = await auth.storage.create_user(
+        body.username, await auth.hash_password(body.password), Role.USER, must_change_password=False
+    )
+    if not created:
+        raise ApiError(ErrorCode.RESOURCE_EXISTS, f"user {body.username!r} already exists")
+    return ok(request, {"users": [{"username": body.username}]}, status=201)
+
+
+def _target(request: web.Request) -> str:
+    """``{username}`` from the path, when the caller may act on it: itself, or anyone for ROLE_ADMIN."""
+    username = request.match_info["username"]
+    caller = principal(request)
+    if not caller.is_admin and caller.username != username:
+        raise ApiError(ErrorCode.ACCESS_DENIED, "only ROLE_ADMIN can act on other users")
+    validate_username(username)
+    return username
+
+
+def validate_username(username: str) -> None:
+    try:
+        _USERNAME.validate_python(username)
+    except ValidationError:
+        raise ApiError(ErrorCode.NOT_FOUND, "no such user") from None
+
+
+@routes.get("/v1/users/{username}")
+async def get_user(request: web.Request) -> web.Response:
+    username = _target(request)
+    user = await request.app[AUTH_KEY].storage.get_user(username)
+    if user is None:
+        raise ApiError(ErrorCode.NOT_FOUND, "no such user")
+    return ok(request, {"users": [{"ROLES": user.role.value, "username": user.username}]})
+
+
+@routes.put("/v1/users/{username}")
+async def update_user(request: web.Request) -> web.Response:
+    """Change a password; existing tokens stay valid, as in the original (reference §2.2)."""
+    username = _target(request)
+    body = validate(UpdateUserBody, await read_json(request))
+    await request.app[AUTH_KEY].set_password(username, body.password)
+    return ok(request, {"users": [{"username": username}]})
+
+
+@routes.delete("/v1/users/{username}")
+async def delete_user(request: web.Request) -> web.Response:
+    require_admin(request)
+    username = request.match_info["username"]
+    if username == DEFAULT_ADMIN:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "the admin user cannot be deleted")
+    auth = request.app[AUTH_KEY]
+    if not await auth.storage.delete_user(username):
+        raise ApiError(ErrorCode.NOT_FOUND, "no such user")
+    auth.forget(username)
+    return ok(request, {"users": [{"username": username}]})

@@ -1,0 +1,63 @@
+"""``PATCH /v1/settings/application``: validated against ``shared.appsettings`` so webapp and coreapp agree.
+
+The partial is merged over the defaults to check keys and values (unknown key → 1010, bad value → 1009),
+and what goes to coreapp is the partial with the normalised values ("3000" → 3000), nothing more: PATCH
+leaves keys it does not name unchanged (reference §2.8).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from shared.appsettings import ApplicationSettings, apply_patch
+from shared.errors import ApiError, ErrorCode
+from webapp.envelope import validation_failed
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def validate_application_patch(patch: dict[str, Any], *, allow_http_loopback: bool) -> dict[str, Any]:
+    """The normalised partial, or ``ApiError``."""
+    try:
+        merged = apply_patch(ApplicationSettings(), patch)
+    except ValidationError as exc:
+        raise validation_failed(exc) from None
+    webhooks = patch.get("webhooks")
+    if isinstance(webhooks, dict) and "url" in webhooks:
+        check_webhook_url(merged.webhooks.url, allow_http_loopback=allow_http_loopback)
+    return _project(merged.model_dump(mode="json"), patch)
+
+
+def check_webhook_url(url: str, *, allow_http_loopback: bool) -> None:
+    """HTTPS only ("HTTP will not work"); plain HTTP to loopback when the operator allows it (sandbox, tests)."""
+    if url == "":
+        return  # clears the webhook
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "webhooks.url: not a valid URL") from None
+    if not host:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "webhooks.url: must be an absolute https:// URL")
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        return
+    if scheme == "http" and allow_http_loopback and host.lower() in LOOPBACK_HOSTS:
+        return
+    raise ApiError(ErrorCode.INVALID_PARAMETER, "webhooks.url: must be an https:// URL")
+
+
+def _project(validated: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``patch``, with the values from ``validated``."""
+    out: dict[str, Any] = {}
+    for key, value in patch.items():
+        current = validated[key]
+        if isinstance(value, dict) and isinstance(current, dict):
+            out[key] = _project(current, value)
+        else:
+            out[key] = current
+    return out

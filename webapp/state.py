@@ -1,0 +1,25 @@
+"""Typed keys for what the composition root puts on the application and each request (DESIGN §11.8)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from shared.bus.base import Bus
+from shared.config import WebSettings
+
+if TYPE_CHECKING:
+    from webapp.auth import Authenticator, Principal
+    from webapp.metrics import WebMetrics
+
+VERSION_KEY = web.AppKey("openprem.version", str)
+"""The client version reported in every ``meta``."""
+WEB_SETTINGS_KEY = web.AppKey("openprem.web_settings", WebSettings)
+BUS_KEY = web.AppKey("openprem.bus", Bus)
+RPC_TIMEOUT_KEY = web.AppKey("openprem.rpc_timeout_s", float)
+AUTH_KEY: web.AppKey[Authenticator] = web.AppKey("openprem.auth")
+METRICS_KEY: web.AppKey[WebMetrics] = web.AppKey("openprem.metrics")
+
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("openprem.principal")
+REQUEST_ID_KEY = web.RequestKey("openprem.request_id", str)
