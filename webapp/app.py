@@ -19,6 +19,7 @@ from shared.config import Settings
 from shared.db.engine import Database
 from shared.db.migrate import migrate
 from shared.tasks import TaskSupervisor
+from webapp.access_log import AccessLogger
 from webapp.auth import Authenticator, load_jwt_key
 from webapp.envelope import MAX_JSON_BODY_BYTES
 from webapp.metrics import WebMetrics
@@ -86,7 +87,9 @@ class WebApp:
             ssl_context = await asyncio.to_thread(server_context, cert, key)
 
             app = build_app(settings, self._bus, self.auth, self.metrics)
-            self._runner = web.AppRunner(app, access_log=logging.getLogger("openprem.webapp.access"))
+            self._runner = web.AppRunner(
+                app, access_log=logging.getLogger("openprem.webapp.access"), access_log_class=AccessLogger
+            )
             await self._runner.setup()
             site = web.TCPSite(self._runner, settings.web.host, settings.web.port, ssl_context=ssl_context)
             await site.start()

@@ -15,6 +15,8 @@ from coreapp.webhooks import payloads
 from shared.appsettings import ApplicationSettings
 from shared.ids import MessageId
 
+_LADDER = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+
 
 @dataclass(frozen=True, slots=True)
 class StatusError:
@@ -39,12 +41,15 @@ class StatusWriter:
         """Move an outbound message to ``status`` if that is progress; whether a webhook row was queued.
 
         ``failed`` is recorded unless the message already reached a device (``delivered``/``read`` stay) and is
-        reported once per message; a ``read`` never preceded by ``delivered`` is reported as just ``read``.
+        reported once per message.  A step that skips rungs reports the skipped ones first: a ``delivered``
+        for a message whose ``sent`` ack was lost in a crash implies ``sent``, and ``read`` implies
+        ``delivered``, so a receiver sees every status of the ladder exactly once, in order.
         """
         state = await self._messages.get_state_txn(conn, message_id)
         if state is None or state.direction is not MessageDirection.OUT:
             return False
         current = state.status
+        reported: list[MessageStatus]
         if status is MessageStatus.FAILED:
             if current is MessageStatus.FAILED:
                 return False
@@ -52,15 +57,23 @@ class StatusWriter:
                 await self._messages.set_status_txn(
                     conn, message_id, status, error.code if error else None, error.title if error else None
                 )
+            reported = [status]
         else:
-            if current is not MessageStatus.FAILED and OUTBOUND_RANK[status] <= OUTBOUND_RANK.get(current, 0):
-                return False
+            if current is MessageStatus.FAILED:
+                # Another device of the recipient got it after one failed: report just this step.
+                reported = [status]
+            else:
+                floor = OUTBOUND_RANK.get(current, 0)
+                if OUTBOUND_RANK[status] <= floor:
+                    return False
+                reported = [s for s in _LADDER if floor < OUTBOUND_RANK[s] <= OUTBOUND_RANK[status]]
             await self._messages.set_status_txn(conn, message_id, status)
-        if not payloads.wants_status(settings, status.value):
-            return False
+        when = timestamp if timestamp is not None else int(time.time())
         errors = [{"code": error.code, "title": error.title}] if error is not None else None
-        body = payloads.status(
-            message_id, state.peer, status.value, timestamp if timestamp is not None else int(time.time()), errors
-        )
-        await self._webhooks.enqueue_txn(conn, WebhookKind.STATUS_CHANGE, body)
-        return True
+        queued = False
+        for step in reported:
+            if payloads.wants_status(settings, step.value):
+                body = payloads.status(message_id, state.peer, step.value, when, errors if step is status else None)
+                await self._webhooks.enqueue_txn(conn, WebhookKind.STATUS_CHANGE, body)
+                queued = True
+        return queued

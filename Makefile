@@ -1,0 +1,70 @@
+# OpenPrem.  The two commands that matter:
+#   make run    the whole thing in one process (SQLite, in-process bus, chatd sandbox) on https://localhost:9090
+#   make test   lint + type check + the test suite
+# Both create .venv (python3 -m venv + pip install -e ".[dev]") when it is missing or pyproject.toml changed.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+TYPED_PACKAGES := shared webapp coreapp chatd openprem
+
+.PHONY: help run test lint typecheck pytest migrate bench clean clean-data venv
+
+help:  ## list the targets
+	@echo "make run         run webapp + coreapp + chatd in one process (https://localhost:9090)"
+	@echo "make test        lint, typecheck, then pytest (PYTEST_ARGS=... passes options)"
+	@echo "make lint        ruff check + import-linter contracts"
+	@echo "make typecheck   mypy --strict on $(TYPED_PACKAGES)"
+	@echo "make venv        only create/update .venv"
+	@echo "make migrate     run the webapp and coreapp migrations on the embedded database"
+	@echo "make bench       (not written yet)"
+	@echo "make clean       remove .venv and caches (keeps var/)"
+	@echo "make clean-data  remove var/ (the embedded database, media, logs and the sandbox state)"
+
+# (Re)install when the venv is missing or pyproject.toml is newer than the stamp.  pip stays quiet but
+# still prints errors; a failed install leaves no stamp, so the next make tries again.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing openprem and its dev dependencies into $(VENV) (pip install -e \".[dev]\")"
+	@$(PY) -m pip install --quiet --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m openprem run
+
+migrate: $(STAMP)
+	$(PY) -m openprem migrate
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --config .importlinter
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy $(TYPED_PACKAGES)
+
+# pytest's own summary line ends the output; exit code 5 (no tests collected) is a failure, not a pass.
+pytest: $(STAMP)
+	@rc=0; $(PY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; fi; \
+	exit $$rc
+
+# Honest placeholder: a benchmark that does not exist must not look like one that passed.
+bench:
+	@echo "make bench: the benchmark (bench/) is not written yet." >&2
+	@exit 1
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -not -path "./var/*" -prune -exec rm -rf {} +
+
+clean-data:
+	rm -rf var

@@ -1,0 +1,99 @@
+"""``openprem`` / ``python -m openprem``: the command line of the embedded install.
+
+openprem run [--no-sandbox] [--no-quickstart] [--env-file PATH]   everything in one process (make run)
+openprem migrate [--env-file PATH]                                 both apps' migrations, then exit
+openprem sandbox ARGS...                                           chatd's CLI (same as python -m chatd)
+openprem webhook-echo [--host H] [--port P]                        demo webhook receiver
+openprem quickstart                                                print the quick start again
+openprem healthcheck webapp|coreapp|chatd                          container HEALTHCHECK
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openprem",
+        description="OpenPrem: a self-hosted, On-Premises-compatible WhatsApp Business API client.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run chatd, coreapp and webapp in one process (embedded: SQLite, in-process bus)")
+    run.add_argument(
+        "--no-sandbox",
+        dest="sandbox",
+        action="store_false",
+        help="do not start chatd; coreapp connects to the network named by WA_CHAT_* instead",
+    )
+    run.add_argument("--no-quickstart", dest="quickstart", action="store_false", help="do not print the quick start")
+    run.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        help="env file to read before the environment (default: conf/embedded.conf if it exists; "
+        "conf/whatsapp.conf is for docker compose and is never read here)",
+    )
+
+    migrate = sub.add_parser("migrate", help="run the webapp and coreapp migrations and exit")
+    migrate.add_argument("--env-file", type=Path, default=None, help="as for run")
+
+    sub.add_parser("sandbox", help="chatd's command line (openprem sandbox --help)", add_help=False)
+
+    echo = sub.add_parser("webhook-echo", help="a webhook receiver that prints every request and answers 200")
+    echo.add_argument("--host", default="127.0.0.1")
+    echo.add_argument("--port", type=int, default=8000)
+
+    sub.add_parser("quickstart", help="print the quick start commands")
+
+    health = sub.add_parser("healthcheck", help="container health check (exit 0 when healthy)")
+    health.add_argument("target", choices=("webapp", "coreapp", "chatd"))
+    return parser
+
+
+def sandbox_main(argv: Sequence[str]) -> int:
+    """Forward to chatd's CLI (imported lazily: chatd is optional for the other commands)."""
+    import importlib
+
+    cli = importlib.import_module("chatd.cli")
+    entry = getattr(cli, "main", None) or cli.run
+    result = entry(list(argv))
+    return int(result) if isinstance(result, int) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "sandbox":
+        return sandbox_main(args_list[1:])
+
+    args = build_parser().parse_args(args_list)
+    if args.command == "run":
+        from openprem.embedded import RunOptions, run
+
+        return run(RunOptions(sandbox=args.sandbox, quickstart=args.quickstart), env_file=args.env_file)
+    if args.command == "migrate":
+        from openprem.embedded import run_migrate
+
+        return run_migrate(env_file=args.env_file)
+    if args.command == "webhook-echo":
+        from openprem.webhook_echo import main as echo_main
+
+        return echo_main(args.host, args.port)
+    if args.command == "quickstart":
+        from openprem.quickstart import banner
+
+        print(banner(), end="")
+        return 0
+    if args.command == "healthcheck":
+        from openprem.healthcheck import main as health_main
+
+        return health_main(args.target)
+    raise AssertionError(args.command)  # argparse rejects unknown commands first
+
+
+if __name__ == "__main__":
+    sys.exit(main())
