@@ -12,6 +12,7 @@ import sys
 from chatd.app import Chatd
 from chatd.cli import run
 from shared.config import ConfigError, default_env_file, load_settings
+from shared.lifecycle import run_process
 from shared.logging import setup_logging, stop_logging
 
 log = logging.getLogger("openprem.chatd")
@@ -45,7 +46,7 @@ async def serve() -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args == ["serve"]:
-        return asyncio.run(serve())
+        return run_process("chatd", serve())
     return run(args)
 
 

@@ -10,6 +10,7 @@ import sys
 from coreapp.app import CoreApp, run_migrations
 from shared.bus import make_bus
 from shared.config import ConfigError, Settings, default_env_file, load_settings
+from shared.lifecycle import run_process
 from shared.logging import setup_logging, stop_logging
 from shared.tasks import TaskSupervisor
 
@@ -44,15 +45,13 @@ def main(argv: list[str]) -> int:
     setup_logging(settings.log, settings.paths.log_dir, "coreapp")
     try:
         if argv[:1] == ["migrate"]:
-            asyncio.run(run_migrations(settings))
-        elif argv:
+            return run_process("coreapp migrate", run_migrations(settings))
+        if argv:
             print("usage: python -m coreapp [migrate]", file=sys.stderr)
             return 2
-        else:
-            asyncio.run(_serve(settings))
+        return run_process("coreapp", _serve(settings))
     finally:
         stop_logging()
-    return 0
 
 
 if __name__ == "__main__":

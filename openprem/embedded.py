@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.config import BusKind, ConfigError, DbEngine, Settings, load_settings
+from shared.lifecycle import run_process
 
 log = logging.getLogger("openprem.launcher")
 
@@ -286,9 +287,7 @@ def run(options: RunOptions, env_file: Path | None = None) -> int:
     if overrides:
         log.info("embedded defaults overridden by the environment: %s", ", ".join(overrides))
     try:
-        return asyncio.run(serve(settings, options))
-    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
-        return 130
+        return run_process("openprem", serve(settings, options))
     finally:
         stop_logging()
 
@@ -330,12 +329,8 @@ def run_migrate(env_file: Path | None = None) -> int:
     prepare_dirs(settings, sandbox=False)
     setup_logging(settings.log, settings.paths.log_dir, "openprem")
     try:
-        asyncio.run(migrate_all(settings))
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        log.error("migration failed: %s", exc, exc_info=exc)
-        return 1
+        if run_process("openprem migrate", migrate_all(settings)) != 0:
+            return 1
     finally:
         stop_logging()
     print(f"migrations up to date ({settings.db.engine.value}, database {settings.db.database})")

@@ -47,6 +47,7 @@ class DbSettings(_Section):
     sqlite_path: Path = Path("var/data/openprem.db")
     pool_size: int = Field(default=10, ge=1, le=500)
     connection_idle_timeout_ms: int = Field(default=180000, ge=1000)
+    startup_wait_s: float = Field(default=120.0, ge=0)
 
     @property
     def database(self) -> str:
@@ -167,6 +168,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_DB_SQLITE_PATH": ("db", "sqlite_path"),
     "WA_DB_POOL_SIZE": ("db", "pool_size"),
     "WA_DB_CONNECTION_IDLE_TIMEOUT": ("db", "connection_idle_timeout_ms"),
+    "WA_DB_STARTUP_WAIT": ("db", "startup_wait_s"),
     "WA_BUS": ("bus", "kind"),
     "WA_MQTT_HOSTNAME": ("bus", "mqtt_host"),
     "WA_MQTT_PORT": ("bus", "mqtt_port"),

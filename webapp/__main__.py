@@ -12,6 +12,7 @@ import sys
 
 from shared.bus import make_bus
 from shared.config import BusKind, ConfigError, Settings, default_env_file, load_settings
+from shared.lifecycle import run_process
 from shared.logging import setup_logging, stop_logging
 from webapp.app import WebApp, run_migrations
 
@@ -54,12 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log, settings.paths.log_dir, "webapp")
     try:
         if args.command == "migrate":
-            asyncio.run(run_migrations(settings))
-        else:
-            asyncio.run(serve(settings))
+            return run_process("webapp migrate", run_migrations(settings))
+        return run_process("webapp", serve(settings))
     finally:
         stop_logging()
-    return 0
 
 
 if __name__ == "__main__":

@@ -157,11 +157,44 @@ def server_url(settings: DbSettings, database: str | None = None) -> URL:
 
 
 async def ensure_database(settings: DbSettings) -> None:
-    """Create ``settings.database`` on the server if missing; safe when several processes race."""
-    name = settings.database
+    """Create ``settings.database`` on the server if missing; safe when several processes race.
+
+    This is also the start-up gate (the original's ``wait_on_mysql.sh``): while the server refuses
+    connections it is retried for up to ``settings.startup_wait_s``, with a log line per attempt, so a
+    container started before its database simply waits.
+    """
     if settings.engine is DbEngine.SQLITE:
         await asyncio.to_thread(Path(settings.sqlite_path).parent.mkdir, parents=True, exist_ok=True)
         return
+    deadline = time.monotonic() + settings.startup_wait_s
+    delay = 0.5
+    while True:
+        try:
+            await _create_database(settings)
+            return
+        except (DBAPIError, OSError) as exc:
+            if not _is_unreachable(exc) or time.monotonic() + delay > deadline:
+                raise
+            reason = _short(exc) if isinstance(exc, DBAPIError) else str(exc)
+            log.warning("waiting for the database at %s:%s (%s)", settings.hostname, settings.effective_port, reason)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """A refused or failed connection (server not up yet), as opposed to bad credentials or SQL."""
+    orig: Any = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(orig, OSError):
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in {2002, 2003, 2006, 2013}:  # MySQL client: can't connect
+        return True
+    message = str(orig).lower()
+    return "connection refused" in message or "could not connect" in message or "connect call failed" in message
+
+
+async def _create_database(settings: DbSettings) -> None:
+    name = settings.database
     admin_db = "" if settings.engine is DbEngine.MYSQL else "postgres"
     admin = create_async_engine(server_url(settings, admin_db), poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:

@@ -1,0 +1,51 @@
+"""Running a process's main coroutine: known start-up failures become one clear line, not a traceback.
+
+An operator who starts a container before its database, with a port already taken or a broker that is down
+should read what is wrong and where, in one line; tracebacks are for bugs.  So the failures an environment
+can cause (database, network, broker, migration lock) are logged as one ``CRITICAL`` line and the process
+exits 1, while anything else keeps its traceback in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger("openprem")
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def describe(exc: BaseException) -> str | None:
+    """A one-line explanation when ``exc`` is an environment failure, else ``None``."""
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig if exc.orig is not None else exc
+        first = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+        return f"database error: {first}"
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc}"
+    # Broker and migration-lock failures subclass ConnectionError/RuntimeError with a clear message.
+    if type(exc).__name__ in {"BusUnavailableError", "MigrationLockTimeout"}:
+        return str(exc)
+    return None
+
+
+def run_process(process: str, main: Coroutine[Any, Any, Any]) -> int:
+    """``asyncio.run(main)`` with the exit code a supervisor (docker, systemd) should see."""
+    try:
+        result = asyncio.run(main)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        reason = describe(exc)
+        if reason is None:
+            log.critical("%s stopped on an unexpected error", process, exc_info=exc)
+        else:
+            log.critical("%s cannot run: %s", process, reason)
+        return EXIT_FAILED
+    return int(result) if isinstance(result, int) else 0
