@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger("openprem.tasks")
+
+T = TypeVar("T")
 
 
 class TaskSupervisor:
@@ -70,3 +72,29 @@ class TaskSupervisor:
         if tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout_s)
+
+
+async def finish_then_cancel(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end even if the caller is cancelled meanwhile, then let the cancellation through.
+
+    For work that must never stop half-way: a database transaction abandoned mid-query (aiosqlite runs it in
+    a thread) can keep its connection, and SQLite's write lock, busy long after the task is gone.  The caller
+    still ends with ``CancelledError``; it just ends after the transaction has committed or rolled back.
+    """
+    inner = asyncio.ensure_future(coro)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            if inner.done():  # the work itself was cancelled, not us
+                raise
+            cancelled = True
+            continue
+        except BaseException:
+            if cancelled:
+                raise asyncio.CancelledError from None
+            raise
+        if cancelled:
+            raise asyncio.CancelledError
+        return result

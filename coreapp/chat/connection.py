@@ -205,16 +205,17 @@ class ChatConnection:
                 task.cancel()
 
     async def _wait_offline_drain(self, session: ChatSession) -> None:
+        """Wait for the end-of-backlog marker, a closed session (checked each second) or the timeout."""
         timeout = self._settings.offline_drain_timeout_s
-        closed = asyncio.ensure_future(session.wait_closed())
-        drained = asyncio.ensure_future(self._offline_done.wait())
-        try:
-            done, _ = await asyncio.wait({closed, drained}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            drained.cancel()
-        if not done:
-            log.warning("offline messages not drained after %.0fs; going ready anyway", timeout)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._offline_done.is_set() and not session.closed:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                log.warning("offline messages not drained after %.0fs; going ready anyway", timeout)
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(1.0, remaining)):
+                    await self._offline_done.wait()
 
     # --- pushes ---------------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from shared.config import DbEngine, DbSettings
+from shared.tasks import finish_then_cancel
 
 log = logging.getLogger("openprem.db")
 
@@ -105,6 +106,9 @@ class Database:
     async def run(self, name: str, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``fn(conn)`` in one transaction named ``name``; retry transient concurrency errors.
 
+        Cancelling the caller does not interrupt a transaction in progress: it completes first (see
+        ``finish_then_cancel``), so ``fn`` should be short and never wait on anything but the database.
+
         The whole transaction (including ``BEGIN``, where SQLite reports a held write lock) is retried up to
         ``MAX_ATTEMPTS`` times with jittered exponential backoff; other errors propagate at once.
         """
@@ -114,9 +118,9 @@ class Database:
         try:
             while True:
                 try:
-                    async with self._engine.begin() as conn:
-                        result = await fn(conn)
-                    return result
+                    # A started transaction always ends in COMMIT or ROLLBACK, even when our caller is
+                    # cancelled: abandoned mid-query it would keep its connection (and SQLite's write lock).
+                    return await finish_then_cancel(self._attempt(fn))
                 except DBAPIError as exc:
                     attempt += 1
                     if attempt >= MAX_ATTEMPTS or not is_retryable(exc):
@@ -132,6 +136,10 @@ class Database:
             stat.total_s += elapsed
             if elapsed >= SLOW_TRANSACTION_S:
                 log.warning("slow transaction %s: %.3fs (%d retries)", name, elapsed, attempt)
+
+    async def _attempt(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self._engine.begin() as conn:
+            return await fn(conn)
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Per-name ``count``, ``total_s``, ``retries``, ``failures``, for metrics exporters."""

@@ -161,3 +161,43 @@ async def test_sqlite_retries_database_is_locked(db: Database, backend: DbSettin
         holder.close()
     assert db.stats()["locked_write"]["retries"] >= 1
     assert await db.run("read", lambda c: _scalars(c, sa.select(pairs.c.v))) == [7]
+
+
+_SLOW_QUERY = {
+    DbEngine.SQLITE: "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000000) "
+    "SELECT count(*) FROM c",
+    DbEngine.MYSQL: "SELECT SLEEP(1.5)",
+    DbEngine.PGSQL: "SELECT pg_sleep(1.5)",
+}
+
+
+async def test_cancelled_caller_never_abandons_a_transaction(db: Database, backend: DbSettings) -> None:
+    """A caller cancelled while its query runs (a reconnect cancelling a push handler, a shutdown) must not
+    leave the transaction open: the next writer gets in at once instead of waiting out a lock timeout."""
+    await _create_table(db)
+
+    async def holder(conn: AsyncConnection) -> None:
+        await conn.execute(sa.text("INSERT INTO cancel_probe (x) VALUES (1)"))
+        await conn.execute(sa.text(_SLOW_QUERY[backend.engine]))
+
+    task = asyncio.ensure_future(db.run("holder", holder))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    async def writer(conn: AsyncConnection) -> None:
+        await conn.execute(sa.text("INSERT INTO cancel_probe (x) VALUES (2)"))
+
+    async with asyncio.timeout(10):  # a lock left behind would hold this for the 30 s busy timeout
+        await db.run("writer", writer)
+    rows = await db.run("read", lambda conn: conn.scalars(sa.text("SELECT x FROM cancel_probe ORDER BY x")))
+    # The started transaction finished (committed) before the cancellation went through; nothing is half-done.
+    assert list(rows) == [1, 2]
+
+
+async def _create_table(db: Database) -> None:
+    async def create(conn: AsyncConnection) -> None:
+        await conn.execute(sa.text("CREATE TABLE cancel_probe (x INTEGER NOT NULL)"))
+
+    await db.run("create", create)
