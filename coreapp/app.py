@@ -129,6 +129,7 @@ class CoreApp:
             settings.chat, db, stores.accounts, stores.keys, keys, self._supervisor, self._on_registered
         )
         self.api = RpcApi(CoreView(self._own_wa_id, self._chat_state), registration, stores.settings, acceptor)
+        # Other areas mount their RPC methods here, one `self.api.add_routes(...)` line each.
         self._bus.serve(self.api.handle)
         await self._bus.start()
         account = await stores.accounts.get()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -53,6 +53,13 @@ class RpcApi:
             "settings.reset_application": self.reset_application,
             "messages.send": self.send_message,
         }
+
+    def add_routes(self, routes: Mapping[str, Handler]) -> None:
+        """Mount another area's methods (each area keeps its handlers in its own ``coreapp/api`` module)."""
+        clash = set(routes) & set(self._routes)
+        if clash:
+            raise ValueError(f"RPC methods registered twice: {sorted(clash)}")
+        self._routes.update(routes)
 
     async def handle(self, method: str, payload: Payload) -> Payload:
         """The bus handler: route ``method``; unknown methods are ``NOT_FOUND``."""
