@@ -120,6 +120,7 @@ class AdminApi:
         app.router.add_get("/admin/phones/{wa_id}/inbox", self.inbox)
         app.router.add_post("/admin/phones/{wa_id}/send", self.send)
         app.router.add_post("/admin/phones/{wa_id}/read", self.read)
+        app.router.add_get("/admin/phones/{wa_id}/sent", self.sent)
         app.router.add_get("/admin/businesses", self.businesses)
         app.router.add_get("/admin/templates", self.list_templates)
         app.router.add_post("/admin/templates", self.create_template)
@@ -142,10 +143,11 @@ class AdminApi:
         return web.json_response({"cert": self._ca.issue_vname(cc, number, vname.strip(), self._clock.timestamp())})
 
     async def code(self, request: web.Request) -> web.Response:
-        code = self._registrar.code_for(request.match_info["wa_id"].lstrip("+"))
+        wa_id = request.match_info["wa_id"].lstrip("+")
+        code = self._registrar.code_for(wa_id)
         if code is None:
             raise BadRequest("no registration code was sent to this number", status=404)
-        return web.json_response({"code": code})
+        return web.json_response({"code": code, "method": self._registrar.method_for(wa_id)})
 
     async def list_phones(self, request: web.Request) -> web.Response:
         return web.json_response({"phones": [self._describe(p.wa_id) for p in self._phones.all()]})
@@ -186,6 +188,11 @@ class AdminApi:
     async def send(self, request: web.Request) -> web.Response:
         phone = self._phones.require(request.match_info["wa_id"].lstrip("+"))
         return web.json_response({"id": await self._phones.send(phone, await _body(request))})
+
+    async def sent(self, request: web.Request) -> web.Response:
+        """What the phone sent, each with ``read_by_business`` (set when the business marks it read)."""
+        phone = self._phones.require(request.match_info["wa_id"].lstrip("+"))
+        return web.json_response({"messages": self._phones.sent(phone)})
 
     async def read(self, request: web.Request) -> web.Response:
         phone = self._phones.require(request.match_info["wa_id"].lstrip("+"))

@@ -18,6 +18,7 @@ from chatd.clock import Clock
 from chatd.delivery import PhoneDelivery
 from chatd.directory import Directory
 from chatd.faults import Faults
+from chatd.media import MediaStore
 from chatd.outbox import Outbox
 from chatd.phones import Phones
 from chatd.registration import Registrar
@@ -43,6 +44,8 @@ class Chatd:
         self._faults = Faults()
         self._server: ChatServer | None = None
         self._admin: web.AppRunner | None = None
+        self._media: web.AppRunner | None = None
+        self._media_store: MediaStore | None = None
         self._phones: Phones | None = None
 
     @property
@@ -70,10 +73,13 @@ class Chatd:
         registrar = Registrar(ca, directory, store, clock)
         templates = TemplateStore(store)
         outbox = Outbox(store, clock, tasks)
-        phones = Phones(store, directory, outbox, clock)
-        delivery = PhoneDelivery(store, phones, directory, outbox, clock, tasks, s.receipt_delay_s, s.read_delay_s)
+        media = self._media_store = MediaStore(s.data_dir / "media", store, clock, s.server_name)
+        phones = Phones(store, directory, outbox, clock, media=media)
+        delivery = PhoneDelivery(
+            store, phones, directory, outbox, clock, tasks, s.receipt_delay_s, s.read_delay_s, media=media
+        )
         router = Router(store, directory, phones, delivery, outbox, templates, clock, tasks)
-        for component in (directory, registrar, templates, outbox, phones, delivery, router):
+        for component in (directory, registrar, templates, outbox, media, phones, delivery, router):
             await component.load()
         await store.sync()
         self._phones = phones
@@ -82,12 +88,23 @@ class Chatd:
 
         def new_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Session:
             return Session(
-                reader, writer, router=router, registrar=registrar, faults=self._faults, tasks=tasks, clock=clock
+                reader,
+                writer,
+                router=router,
+                registrar=registrar,
+                faults=self._faults,
+                tasks=tasks,
+                clock=clock,
+                media=media,
             )
 
         ssl_context = await asyncio.to_thread(ca.server_ssl_context)
         self._server = ChatServer(s.host, [s.port, s.fallback_port], ssl_context, new_session, self._faults)
         await self._server.start()
+        self._media = web.AppRunner(media.app(), access_log=None)
+        await self._media.setup()
+        await web.TCPSite(self._media, s.host, s.media_port, ssl_context=ssl_context).start()
+        media.port = s.media_port
 
         admin = AdminApi(
             ca=ca,
@@ -106,10 +123,11 @@ class Chatd:
         await self._admin.setup()
         await web.TCPSite(self._admin, s.admin_host, s.admin_port).start()
         log.info(
-            "chatd ready: chat on %s:%d and :%d, admin API on %s, CA %s",
+            "chatd ready: chat on %s:%d and :%d, media on :%d, admin API on %s, CA %s",
             s.host,
             s.port,
             s.fallback_port,
+            s.media_port,
             self.admin_url,
             self.ca_file,
         )
@@ -126,6 +144,9 @@ class Chatd:
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
+        if self._media is not None:
+            await self._media.cleanup()
+            self._media = None
         if self._server is not None:
             await self._server.stop()
             self._server = None

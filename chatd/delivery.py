@@ -16,6 +16,7 @@ import msgspec
 
 from chatd.clock import Clock
 from chatd.directory import Directory
+from chatd.media import MediaStore, open_media
 from chatd.outbox import Outbox
 from chatd.phones import InboxEntry, Phone, Phones, session_key
 from chatd.store import Store
@@ -23,6 +24,7 @@ from shared.errors import ErrorCode
 from shared.tasks import TaskSupervisor
 from shared.wire import e2e
 from shared.wire.frames import Envelope, Receipt, ReceiptStatus, Send
+from shared.wire.media import MediaError
 
 log = logging.getLogger("openprem.chatd.delivery")
 
@@ -64,7 +66,10 @@ class PhoneDelivery:
         tasks: TaskSupervisor,
         receipt_delay_s: float,
         read_delay_s: float,
+        *,
+        media: MediaStore | None = None,
     ) -> None:
+        self._media = media
         self._store = store
         self._phones = phones
         self._directory = directory
@@ -147,12 +152,17 @@ class PhoneDelivery:
         entry = phone.inbox.get(held.message_id)
         first = entry is None
         if entry is None:
+            try:  # a media message is only received once its file is downloaded and checked
+                content = await open_media(self._media, _content(plaintext))
+            except MediaError as exc:
+                await self._failed(phone, held, f"media download failed: {exc}")
+                return
             message = {
                 "id": held.message_id,
                 "from": held.business,
                 "timestamp": held.timestamp,
                 "device_id": device_id,
-                **_content(plaintext),
+                **content,
             }
             entry = InboxEntry(message=message, sender=held.business, devices=[device_id])
             phone.inbox[held.message_id] = entry

@@ -21,6 +21,7 @@ class Account(msgspec.Struct, kw_only=True):
     phone_number: str
     vname: str
     registered_at: float
+    two_step_pin: str | None = None  # digest of the two-step PIN (``chatd.registration.pin_digest``), None when off
 
 
 class KeyRecord(msgspec.Struct, kw_only=True):

@@ -18,11 +18,13 @@ import msgspec
 
 from chatd.clock import Clock
 from chatd.directory import Directory
+from chatd.media import MediaStore, seal
 from chatd.outbox import Outbox
 from chatd.store import Store
 from shared.ids import new_message_id
 from shared.wire import e2e
 from shared.wire.frames import Deliver, Receipt, ReceiptStatus
+from shared.wire.media import MediaError
 
 log = logging.getLogger("openprem.chatd.phones")
 
@@ -53,6 +55,7 @@ class PhoneState(msgspec.Struct, kw_only=True):
     terms_accepted: bool = True
     created_at: float = 0.0
     last_sent_at: float | None = None
+    changed_number: bool = False  # the user moved to another number: this one is no longer a WhatsApp user
 
 
 # field name -> type accepted by PATCH
@@ -63,6 +66,7 @@ PATCHABLE: dict[str, type] = {
     "blocked": bool,
     "client_version": str,
     "terms_accepted": bool,
+    "changed_number": bool,
 }
 
 
@@ -90,12 +94,28 @@ class PeerSession(msgspec.Struct):
 _peer_session_decoder = msgspec.json.Decoder(PeerSession)
 
 
+class SentEntry(msgspec.Struct, kw_only=True):
+    """A message the phone sent to a business, and whether the business marked it read (``ReadReceipt``)."""
+
+    id: str
+    to: str
+    type: str
+    timestamp: int
+    read_by_business: bool = False
+    read_at: int | None = None
+
+
+_sent_decoder = msgspec.json.Decoder(SentEntry)
+_SENT = "phone_sent"
+
+
 @dataclass(eq=False)
 class Phone:
     state: PhoneState
     identities: dict[int, e2e.Identity]
     sessions: dict[str, PeerSession] = field(default_factory=dict)  # by ``session_key``
     inbox: dict[str, InboxEntry] = field(default_factory=dict)  # message id -> entry, in arrival order
+    sent: dict[str, SentEntry] = field(default_factory=dict)  # message id -> what the phone sent, in order
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -108,7 +128,10 @@ def session_key(device_id: int, peer: str, peer_device: int) -> str:
 
 
 class Phones:
-    def __init__(self, store: Store, directory: Directory, outbox: Outbox, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, directory: Directory, outbox: Outbox, clock: Clock, *, media: MediaStore | None = None
+    ) -> None:
+        self._media = media
         self._store = store
         self._directory = directory
         self._outbox = outbox
@@ -135,6 +158,10 @@ class Phones:
                 self._phones[wa_id].inbox[message_id] = InboxEntry(
                     message=doc["message"], sender=doc["sender"], devices=doc["devices"], read=doc["read"]
                 )
+        sent = [(key.partition("/")[0], _sent_decoder.decode(body)) for key, body in await self._store.load(_SENT)]
+        for wa_id, entry in sorted(sent, key=lambda item: item[1].timestamp):  # a re-saved entry moves last
+            if wa_id in self._phones:
+                self._phones[wa_id].sent[entry.id] = entry
 
     # --- state ------------------------------------------------------------------------------------------
 
@@ -236,6 +263,12 @@ class Phones:
         device_id = body.get("device_id", 0)
         if not isinstance(device_id, int) or device_id not in phone.identities:
             raise PhoneError(400, f"phone has no device {device_id!r}")
+        media_obj = content.get(kind)
+        if self._media is not None and isinstance(media_obj, dict) and "data_b64" in media_obj:
+            try:  # a file to send: encrypt it and upload it to the media store first, as a real phone does
+                content[kind] = await seal(self._media, phone.wa_id, kind, media_obj)
+            except MediaError as exc:
+                raise PhoneError(400, str(exc)) from None
         plaintext = json.dumps(content, separators=(",", ":")).encode()
         async with phone.lock:
             key = session_key(device_id, to, 0)
@@ -256,7 +289,7 @@ class Phones:
             self.save_session(phone, key, peer_key, session)
             phone.state.last_sent_at = self._clock.now()
             self.save_state(phone)
-        message_id = new_message_id()
+        message_id, timestamp = new_message_id(), self._clock.timestamp()
         await self._outbox.enqueue(
             to,
             Deliver(
@@ -265,12 +298,30 @@ class Phones:
                 sender_device=device_id,
                 sender_name=phone.state.name,
                 envelope=envelope,
-                timestamp=self._clock.timestamp(),
+                timestamp=timestamp,
             ),
         )
+        self._save_sent(phone, SentEntry(id=message_id, to=to, type=kind, timestamp=timestamp))
         await self._store.sync()
         log.info("phone +%s sent %s %s to %s", phone.wa_id, kind, message_id, to)
         return message_id
+
+    def _save_sent(self, phone: Phone, entry: SentEntry) -> None:
+        phone.sent[entry.id] = entry
+        self._store.put(_SENT, f"{phone.wa_id}/{entry.id}", msgspec.json.encode(entry).decode())
+
+    def sent(self, phone: Phone) -> list[dict[str, Any]]:
+        return [msgspec.to_builtins(entry) for entry in phone.sent.values()]
+
+    def business_read(self, phone: Phone, message_id: str, business: str) -> bool:
+        """The business marked one of this phone's messages read; ``False`` for an id it was never sent."""
+        entry = phone.sent.get(message_id)
+        if entry is None or entry.to != business:
+            return False
+        if not entry.read_by_business:
+            entry.read_by_business, entry.read_at = True, self._clock.timestamp()
+            self._save_sent(phone, entry)
+        return True
 
     async def read(self, phone: Phone, message_id: str, delay_s: float = 0.0) -> None:
         """The user opens a message: one read receipt from the device that got it first."""

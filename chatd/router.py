@@ -11,11 +11,13 @@ import logging
 from typing import Protocol
 
 from chatd.clock import Clock
+from chatd.contacts import check_contacts
 from chatd.delivery import PhoneDelivery
 from chatd.directory import Directory
 from chatd.errors import Refused
 from chatd.outbox import Outbox
 from chatd.phones import Phones
+from chatd.registration import set_two_step
 from chatd.store import Store
 from chatd.templates import TemplateStore
 from shared.errors import ErrorCode
@@ -23,6 +25,7 @@ from shared.tasks import TaskSupervisor
 from shared.wire.frames import (
     Ack,
     Bundles,
+    CheckContacts,
     Deliver,
     Error,
     Frame,
@@ -35,6 +38,7 @@ from shared.wire.frames import (
     ReadReceipt,
     Receipt,
     Send,
+    SetTwoStep,
     Templates,
 )
 
@@ -139,6 +143,12 @@ class Router:
                 await self._store.sync()
                 return Ack(id=frame.id)
             case ReadReceipt():
+                return await self._business_read(conn, frame)
+            case CheckContacts():
+                return check_contacts(self._directory, self._phones, frame)
+            case SetTwoStep():
+                set_two_step(self._directory, conn.wa_id, frame.pin)
+                await self._store.sync()
                 return Ack(id=frame.id)
             case _:
                 raise Refused(ErrorCode.INVALID_REQUEST, f"unexpected {type(frame).__name__} frame after login")
@@ -164,6 +174,17 @@ class Router:
         self._store.put(_SEEN, key, "")
         self._delivery.accept(conn.wa_id, conn.device_id, frame, phone)
         await self._store.sync()
+        return Ack(id=frame.id)
+
+    async def _business_read(self, conn: BusinessConn, frame: ReadReceipt) -> Ack:
+        """The business read a phone's message: shown on the phone's sent message (``/admin/phones/{id}/sent``)."""
+        phone = self._phones.get(frame.to.lstrip("+"))
+        if phone is None:
+            raise Refused(ErrorCode.INVALID_USER, f"{frame.to} is not a WhatsApp user")
+        if self._phones.business_read(phone, frame.message_id, conn.wa_id):
+            await self._store.sync()
+        else:
+            log.info("+%s read %s, which +%s never sent it", conn.wa_id, frame.message_id, phone.wa_id)
         return Ack(id=frame.id)
 
     async def _bundles(self, frame: GetBundles) -> Bundles:

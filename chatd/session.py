@@ -19,6 +19,7 @@ import msgspec
 from chatd.clock import Clock
 from chatd.errors import Refused
 from chatd.faults import Faults
+from chatd.media import MediaStore
 from chatd.registration import Registrar
 from chatd.router import Router
 from shared.errors import ErrorCode
@@ -70,7 +71,9 @@ class Session:
         faults: Faults,
         tasks: TaskSupervisor,
         clock: Clock,
+        media: MediaStore | None = None,
     ) -> None:
+        self._media = media
         self._reader = reader
         self._writer = writer
         self._router = router
@@ -207,7 +210,15 @@ class Session:
         self.state = State.READY
         await self._router.login(self)
         remaining = self._router.prekeys_remaining(wa_id)
-        await self.send(LoginOk(id=frame.id, server_time=self._clock.now(), prekeys_remaining=remaining))
+        media_token, media_port = (self._media.grant(wa_id), self._media.port) if self._media else ("", 0)
+        login_ok = LoginOk(
+            id=frame.id,
+            server_time=self._clock.now(),
+            prekeys_remaining=remaining,
+            media_token=media_token,
+            media_port=media_port,
+        )
+        await self.send(login_ok)
         log.info("%s logged in as +%s (client %s)", self.peer, wa_id, hello.client_version)
         # The backlog is written by its own task so this loop keeps reading the business's acks meanwhile.
         self._attach = self._tasks.spawn(f"attach:{wa_id}", self._router.attach(self))

@@ -12,25 +12,34 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from coreapp.api.account_extra import account_extra_routes
+from coreapp.api.contacts import contacts_routes
 from coreapp.api.handlers import CoreView, RpcApi
+from coreapp.api.messages import messages_routes
+from coreapp.api.ops import OpsApi
+from coreapp.api.settings_extra import SettingsExtraApi
 from coreapp.chat.connection import ChatConnection
 from coreapp.chat.dispatch import PushDispatcher
 from coreapp.chat.link import ConnState
 from coreapp.services.accept import MessageAcceptor
+from coreapp.services.backup import BackupService
 from coreapp.services.inbound import InboundService
 from coreapp.services.keys import IdentityChangeHandler, KeyService
+from coreapp.services.media import MediaService
 from coreapp.services.outbound import OutboundSender
 from coreapp.services.receipts import ReceiptService
 from coreapp.services.registration import RegistrationService
 from coreapp.services.statuses import StatusWriter
 from coreapp.services.templates import TemplateService
 from coreapp.storage.account import AccountStore
+from coreapp.storage.backup import BackupStore
 from coreapp.storage.keys import KeyStore
 from coreapp.storage.messages import MessageStore
 from coreapp.storage.settings import SettingsStore
 from coreapp.storage.templates import TemplateStore
 from coreapp.storage.webhooks import WebhookStore
 from coreapp.webhooks import WebhookDispatcher
+from coreapp.webhooks.ca import WebhookCa
 from shared.bus.base import Bus
 from shared.config import Settings
 from shared.db.engine import Database
@@ -95,6 +104,7 @@ class CoreApp:
         self._chat: ChatPart | None = None
         self._chat_lock = asyncio.Lock()
         self.api: RpcApi | None = None
+        self.media: MediaService | None = None
 
     # --- read-only views (tests, stats) ---------------------------------------------------------------------
 
@@ -119,17 +129,37 @@ class CoreApp:
         await run_migrations(settings)
         db = self._db = await Database.connect(settings.db)
         stores = self._stores = Stores.build(db)
+        self.media = MediaService(
+            settings.chat, settings.paths.media_dir, stores.settings, settings.web.max_upload_bytes
+        )
         keys = self._keys = KeyService(stores.keys)
         has_identity = await keys.load()
-        dispatcher = self._dispatcher = WebhookDispatcher(db, stores.webhooks, stores.settings, self._supervisor)
+        webhook_ca = WebhookCa(stores.settings)
+        dispatcher = self._dispatcher = WebhookDispatcher(
+            db, stores.webhooks, stores.settings, self._supervisor, ssl_context_provider=webhook_ca.context
+        )
         await dispatcher.start()
         acceptor = self._acceptor = MessageAcceptor(db, stores.messages, self._supervisor, self._wake_sender)
         acceptor.start()
         registration = RegistrationService(
             settings.chat, db, stores.accounts, stores.keys, keys, self._supervisor, self._on_registered
         )
-        self.api = RpcApi(CoreView(self._own_wa_id, self._chat_state), registration, stores.settings, acceptor)
+        view = CoreView(self._own_wa_id, self._chat_state)
+        self.api = RpcApi(view, registration, stores.settings)
         # Other areas mount their RPC methods here, one `self.api.add_routes(...)` line each.
+        self.api.add_routes(
+            messages_routes(
+                view=view, db=db, messages=stores.messages, templates=stores.templates, acceptor=acceptor,
+                link=lambda: self.chat, media=lambda: self.media,
+            )
+        )  # fmt: skip
+        self.api.add_routes(OpsApi(settings, db, dispatcher, self.api.gateway_status, lambda: self._chat).routes())
+        self.api.add_routes(account_extra_routes(stores.accounts, lambda: self.chat))
+        self.api.add_routes(contacts_routes(db, lambda: self.chat, self._supervisor))
+        backup = BackupService(
+            BackupStore(db, stores.accounts, stores.keys), stores.settings, keys, self._pause_chat, self._on_registered
+        )
+        self.api.add_routes(SettingsExtraApi(stores.settings, backup, webhook_ca).routes())
         self._bus.serve(self.api.handle)
         await self._bus.start()
         account = await stores.accounts.get()
@@ -144,6 +174,7 @@ class CoreApp:
             await self._stop_chat()
         steps = [
             ("accept path", self._acceptor.stop() if self._acceptor else None),
+            ("media", self.media.close() if self.media else None),
             ("bus", self._bus.stop()),
             ("webhook dispatcher", self._dispatcher.stop() if self._dispatcher else None),
             ("tasks", self._supervisor.close(STOP_TIMEOUT_S)),
@@ -174,6 +205,11 @@ class CoreApp:
     async def _on_registered(self, wa_id: WaId) -> None:
         await self._start_chat(wa_id)
 
+    async def _pause_chat(self) -> None:
+        """Stop the chat part (a restore replaces the keys under it); ``_start_chat`` brings it back."""
+        async with self._chat_lock:
+            await self._stop_chat()
+
     async def _start_chat(self, wa_id: WaId) -> None:
         async with self._chat_lock:
             await self._stop_chat()
@@ -191,13 +227,17 @@ class CoreApp:
         sender = OutboundSender(
             db, connection, stores.messages, stores.keys, keys, statuses, stores.settings, self._supervisor, notify
         )
-        inbound = InboundService(db, connection, stores.messages, stores.keys, keys, stores.webhooks, notify)
+        inbound = InboundService(
+            db, connection, stores.messages, stores.keys, keys, stores.webhooks, notify, media=self.media
+        )
         receipts = ReceiptService(db, connection, stores.messages, statuses, stores.settings, notify)
         templates = TemplateService(stores.templates, connection)
         identity_changes = IdentityChangeHandler(keys, stores.keys, connection, sender.forget_devices)
         pushes.register(Deliver, inbound.handle)
         pushes.register(Receipt, receipts.handle)
         pushes.register(IdentityChanged, identity_changes.handle)
+        if self.media is not None:
+            connection.add_sync_step(self.media.on_login)  # before any step that awaits: pushes may need it
         connection.add_sync_step(templates.sync)
 
         connection.add_sync_step(lambda login: keys.top_up(connection, login), after_offline_drain=True)

@@ -55,6 +55,7 @@ EMBEDDED_DEFAULTS: dict[tuple[str, str], Any] = {
     ("sandbox", "fallback_port"): 8443,
     ("sandbox", "admin_host"): "127.0.0.1",
     ("sandbox", "admin_port"): 9091,
+    ("sandbox", "media_port"): 9092,
     ("sandbox", "data_dir"): Path("var/chatd"),
 }
 # Forced only when the launcher starts its own chatd; with --no-sandbox coreapp follows WA_CHAT_*.
@@ -62,6 +63,7 @@ SANDBOX_CHAT_DEFAULTS: dict[tuple[str, str], Any] = {
     ("chat", "host"): "127.0.0.1",
     ("chat", "port"): 5222,
     ("chat", "fallback_port"): 8443,
+    ("chat", "media_port"): 9092,
 }
 
 

@@ -1,7 +1,13 @@
 """Application settings (``/v1/settings/application``): the one model with every key, default and rule.
 
-webapp validates a PATCH body against ``ApplicationSettingsPatch`` and coreapp stores the merged result and
+webapp validates a PATCH body against ``ApplicationSettings`` and coreapp stores the merged result and
 acts on it; both read defaults from here so they can never disagree.
+
+Validation is strict (decided for OpenPrem): booleans are JSON ``true``/``false`` only, integers are JSON
+numbers (``"12"`` and ``true`` are 1009), with one exception the original documents: the two
+``callback_*_ms`` keys also take a string of digits in PATCH ("3000") and are ints in GET.  Unknown keys are
+1010 (``wa_id`` too: it is read-only, reported in GET by coreapp).  Keys in ``RESTART_REQUIRED`` are stored at
+once and applied as soon as the code using them reads them (On-Prem applied them only after a restart).
 """
 
 from __future__ import annotations
@@ -13,8 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MediaType = Literal["image", "video", "voice", "sticker", "audio", "document"]
 
 
+RESTART_REQUIRED: tuple[tuple[str, ...], ...] = (
+    ("callback_persist",),
+    ("pass_through",),
+    ("db_garbagecollector_enable",),
+    ("webhooks", "max_concurrent_requests"),
+)
+"""Reference §2.8: the keys On-Prem applied only at the next restart."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class WebhookMessageFlags(_Strict):
@@ -50,13 +65,14 @@ class ApplicationSettings(_Strict):
     media: Media = Media()
     heartbeat_interval: int = Field(default=5, ge=1, le=3600)
     unhealthy_interval: int = Field(default=30, ge=1, le=3600)
-    on_call_pager: str = ""
+    on_call_pager: str = Field(default="", max_length=64)
     axolotl_context_striping_disabled: bool = False
     notify_user_change_number: bool = True
     show_security_notifications: bool = True
     db_garbagecollector_enable: bool = True
     garbagecollector_enable: GarbageCollector = GarbageCollector()
     skip_referral_media_download: bool = False
+    webhook_payload_conversation_pricingmodel_disabled: bool = False  # deprecated in v2.39; accepted, unused
     verbose_logging: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -93,6 +93,8 @@ class ChatSettings(_Section):
     ping_interval_s: float = Field(default=30.0, gt=0)
     offline_drain_timeout_s: float = Field(default=360.0, gt=0)
     client_version: str = "2.41.2"
+    media_port: int | None = Field(default=None, ge=1, le=65535)
+    """HTTPS port of the network's media host on ``host``; unset: the port the network announces at login."""
 
 
 class PathSettings(_Section):
@@ -125,6 +127,7 @@ class SandboxSettings(_Section):
     server_name: str = "chat.openprem.local"
     receipt_delay_s: float = Field(default=0.2, ge=0)
     read_delay_s: float = Field(default=0.5, ge=0)
+    media_port: int = Field(default=9092, ge=1, le=65535)
 
 
 class LogSettings(_Section):
@@ -183,6 +186,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_CHAT_PING_INTERVAL": ("chat", "ping_interval_s"),
     "WA_OFFLINE_DRAIN_TIMEOUT": ("chat", "offline_drain_timeout_s"),
     "WA_CLIENT_VERSION": ("chat", "client_version"),
+    "WA_CHAT_MEDIA_PORT": ("chat", "media_port"),
     "WA_DATA_DIR": ("paths", "data_dir"),
     "WA_MEDIA_DIR": ("paths", "media_dir"),
     "WA_LOG_DIR": ("paths", "log_dir"),
@@ -204,6 +208,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_SANDBOX_SERVERNAME": ("sandbox", "server_name"),
     "WA_SANDBOX_RECEIPT_DELAY": ("sandbox", "receipt_delay_s"),
     "WA_SANDBOX_READ_DELAY": ("sandbox", "read_delay_s"),
+    "WA_SANDBOX_MEDIA_PORT": ("sandbox", "media_port"),
     "WA_LOG_LEVEL": ("log", "level"),
     "WA_LOG_TO_FILE": ("log", "to_file"),
     "WA_EMBEDDED": ("", "embedded"),

@@ -18,13 +18,16 @@ from shared.bus.base import Bus
 from shared.config import Settings
 from shared.db.engine import Database
 from shared.db.migrate import migrate
+from shared.media_files import MediaFiles
 from shared.tasks import TaskSupervisor
 from webapp.access_log import AccessLogger
 from webapp.auth import Authenticator, load_jwt_key
+from webapp.certs import SERVER_TLS_KEY, ServerTls
 from webapp.envelope import MAX_JSON_BODY_BYTES
 from webapp.metrics import WebMetrics
 from webapp.middleware import auth_middleware, error_middleware, metrics_middleware
 from webapp.routes import ROUTES
+from webapp.routes.media import MEDIA_FILES_KEY
 from webapp.state import AUTH_KEY, BUS_KEY, METRICS_KEY, RPC_TIMEOUT_KEY, VERSION_KEY, WEB_SETTINGS_KEY
 from webapp.storage import WebStorage
 from webapp.tls import ensure_certificate, server_context
@@ -54,6 +57,7 @@ def build_app(settings: Settings, bus: Bus, auth: Authenticator, metrics: WebMet
     app[RPC_TIMEOUT_KEY] = settings.bus.rpc_timeout_s
     app[AUTH_KEY] = auth
     app[METRICS_KEY] = metrics
+    app[MEDIA_FILES_KEY] = MediaFiles(settings.paths.media_dir)
     for table in ROUTES:
         app.add_routes(table)
     return app
@@ -87,6 +91,8 @@ class WebApp:
             ssl_context = await asyncio.to_thread(server_context, cert, key)
 
             app = build_app(settings, self._bus, self.auth, self.metrics)
+            configured = settings.web.cert_file is not None
+            app[SERVER_TLS_KEY] = ServerTls(ssl_context, settings.paths.data_dir / "web", cert, configured=configured)
             self._runner = web.AppRunner(
                 app, access_log=logging.getLogger("openprem.webapp.access"), access_log_class=AccessLogger
             )

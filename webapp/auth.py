@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 import string
 import time
@@ -27,6 +28,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from shared.config import WebSettings
 from shared.errors import ApiError, ErrorCode
 from webapp.envelope import HttpApiError
+from webapp.schemas.users import USERNAME_PATTERN
 from webapp.storage import Role, WebStorage
 
 log = logging.getLogger("openprem.webapp.auth")
@@ -37,6 +39,7 @@ SPECIAL_CHARACTERS = frozenset(string.punctuation)  # !"#$%&'()*+,-./:;<=>?@[\]^
 CACHE_TTL_S = 5.0
 CACHE_MAX_ENTRIES = 10_000
 JWT_KEY_FILE = "jwt.key"
+_USERNAME = re.compile(USERNAME_PATTERN)
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="WhatsApp"'}
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="WhatsApp"'}
 
@@ -195,9 +198,13 @@ class Authenticator:
 
     # login / tokens ----------------------------------------------------------------------------------------
     async def login(self, authorization: str | None, new_password: str | None) -> IssuedToken:
-        """Check Basic credentials, apply a pending or voluntary password change, issue a token."""
+        """Check Basic credentials, apply a pending or voluntary password change, issue a token.
+
+        The token names the user as stored, whatever case the client typed (usernames are case-insensitive).
+        """
         username, password = parse_basic(authorization)
-        user = await self._storage.get_user(username)
+        username = username.lower()
+        user = await self._storage.get_user(username) if _USERNAME.fullmatch(username) else None
         if user is None:
             await self._burn_time(password)
             raise unauthorized("invalid username or password", basic=True)
@@ -211,9 +218,9 @@ class Authenticator:
                 headers=_BASIC_CHALLENGE,
             )
         if new_password is not None:
-            await self.set_password(username, new_password)
-            log.info("password changed at login for user %s", username)
-        return await self.issue(username)
+            await self.set_password(user.username, new_password)
+            log.info("password changed at login for user %s", user.username)
+        return await self.issue(user.username)
 
     async def issue(self, username: str) -> IssuedToken:
         now = datetime.now(UTC).replace(microsecond=0)

@@ -10,6 +10,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from shared.metrics import families_to_json
+
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -50,15 +52,5 @@ class WebMetrics:
         return generate_latest(self.registry)
 
     def as_json(self) -> dict[str, Any]:
-        """The ``/v1/stats`` JSON shape (reference §2.11): one entry per sample name."""
-        out: dict[str, Any] = {}
-        for family in self.registry.collect():
-            for sample in family.samples:
-                if sample.name.endswith("_created"):
-                    continue
-                kind = family.type
-                if sample.name.endswith(("_total", "_count", "_sum")):
-                    kind = "counter"
-                entry = out.setdefault(sample.name, {"data": [], "help": family.documentation, "type": kind})
-                entry["data"].append({"labels": dict(sample.labels), "value": sample.value})
-        return {"stats": {"web": out}}
+        """The ``/v1/stats`` JSON shape (reference §2.11) under ``stats.web``, as coreapp renders its own."""
+        return {"stats": {"web": families_to_json(self.registry.collect())}}

@@ -25,11 +25,14 @@ from webapp.envelope import (
     error_response,
     validation_failed,
 )
+from webapp.openapi import OPENAPI_PATH
 from webapp.state import AUTH_KEY, METRICS_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, VERSION_KEY
 
 log = logging.getLogger("openprem.webapp.http")
 
 LOGIN_PATH = "/v1/users/login"
+PUBLIC_PATHS = frozenset({LOGIN_PATH, OPENAPI_PATH})
+"""No bearer token: login (Basic credentials instead) and the read-only OpenAPI document."""
 UNMATCHED_ROUTE = "unmatched"
 
 
@@ -110,9 +113,10 @@ def _render_http_exception(request: web.Request, version: str, exc: web.HTTPExce
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every ``/v1`` route but login, and ``/metrics``, needs a bearer token; the principal goes on the request."""
+    """Every ``/v1`` route but ``PUBLIC_PATHS``, and ``/metrics``, needs a bearer token; the principal goes on the
+    request."""
     path = request.path
-    if (path == "/metrics" or path.startswith("/v1/") or path == "/v1") and path != LOGIN_PATH:
+    if (path == "/metrics" or path.startswith("/v1/") or path == "/v1") and path not in PUBLIC_PATHS:
         token = parse_bearer(request.headers.get("Authorization"))
         request[PRINCIPAL_KEY] = await request.app[AUTH_KEY].authenticate(token)
     return await handler(request)

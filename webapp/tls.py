@@ -3,7 +3,8 @@
 Like the original webapp, a fresh install serves HTTPS at once with its own certificate.  It is generated
 once under ``<data_dir>/web/`` (for ``WA_WEB_SERVERNAME``, ``localhost`` and ``127.0.0.1``) and reused after,
 so clients that pinned it keep working across restarts.  An ``flock`` keeps two webapps sharing the data
-volume from writing a mismatched key and certificate.
+volume from writing a mismatched key and certificate.  A certificate uploaded through
+``/v1/certificates/external`` (``webapp.certs``) is kept beside it and wins over the self-signed one.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ log = logging.getLogger("openprem.webapp.tls")
 
 CERT_FILE = "server.crt"
 KEY_FILE = "server.key"
+EXTERNAL_CERT_FILE = "external.crt"
+EXTERNAL_KEY_FILE = "external.key"
 VALIDITY_DAYS = 3650
 
 
 def ensure_certificate(web: WebSettings, data_dir: Path) -> tuple[Path, Path]:
-    """``(cert, key)`` paths: the configured pair, or the self-signed pair (created on first use)."""
+    """``(cert, key)`` paths: the configured pair, the uploaded pair, or the self-signed pair (made on first use)."""
     if web.cert_file is not None or web.key_file is not None:
         if web.cert_file is None or web.key_file is None:
             raise ValueError("set both WA_WEB_CERT_FILE and WA_WEB_KEY_FILE, or neither")
@@ -41,7 +44,10 @@ def ensure_certificate(web: WebSettings, data_dir: Path) -> tuple[Path, Path]:
     directory = data_dir / "web"
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / CERT_FILE, directory / KEY_FILE
-    with _locked(directory / ".tls.lock"):
+    with locked(directory):
+        external = directory / EXTERNAL_CERT_FILE, directory / EXTERNAL_KEY_FILE
+        if external[0].exists() and external[1].exists():
+            return external
         if not (cert.exists() and key.exists()):
             _generate(web.server_name, cert, key)
             log.info("generated a self-signed certificate for %s at %s", web.server_name, cert)
@@ -56,8 +62,9 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def locked(directory: Path) -> Iterator[None]:
+    """Exclusive across processes sharing ``directory`` (webapps on one data volume)."""
+    fd = os.open(directory / ".tls.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -93,11 +100,11 @@ def _generate(server_name: str, cert_path: Path, key_path: Path) -> None:
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_atomic(key_path, key_pem, 0o600)
-    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(key_path, key_pem, 0o600)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as fh:

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import orjson
-
 from coreapp.chat.link import ConnState
-from coreapp.models import GatewayStatus, MessageDirection, MessageStatus, NewMessage
-from coreapp.services.accept import MessageAcceptor
+from coreapp.models import GatewayStatus
 from coreapp.services.registration import RegistrationService
 from coreapp.storage.settings import SettingsStore
+from shared.appsettings import ApplicationSettings
 from shared.bus.base import Payload
 from shared.errors import ApiError, ErrorCode
-from shared.ids import WaId, new_message_id
+from shared.ids import WaId
 
 log = logging.getLogger("openprem.coreapp.api")
 
@@ -38,12 +35,10 @@ class RpcApi:
         view: CoreView,
         registration: RegistrationService,
         settings: SettingsStore,
-        acceptor: MessageAcceptor,
     ) -> None:
         self._view = view
         self._registration = registration
         self._settings = settings
-        self._acceptor = acceptor
         self._routes: dict[str, Handler] = {
             "health.get": self.health,
             "account.register": self.register,
@@ -51,7 +46,6 @@ class RpcApi:
             "settings.get_application": self.get_application,
             "settings.patch_application": self.patch_application,
             "settings.reset_application": self.reset_application,
-            "messages.send": self.send_message,
         }
 
     def add_routes(self, routes: Mapping[str, Handler]) -> None:
@@ -102,49 +96,25 @@ class RpcApi:
 
     # --- settings -------------------------------------------------------------------------------------------
 
+    def _application(self, value: ApplicationSettings) -> Payload:
+        """The document plus the read-only ``wa_id`` (reference §2.8), once registered."""
+        document = value.model_dump(mode="json")
+        wa_id = self._view.own_wa_id()
+        if wa_id is not None:
+            document["wa_id"] = wa_id
+        return {"application": document}
+
     async def get_application(self, _payload: Payload) -> Payload:
-        return {"application": (await self._settings.get_application()).model_dump(mode="json")}
+        return self._application(await self._settings.get_application())
 
     async def patch_application(self, payload: Payload) -> Payload:
         partial = payload.get("application")
         if not isinstance(partial, dict):
             raise ApiError(ErrorCode.INVALID_PARAMETER, "application must be an object")
-        return {"application": (await self._settings.patch_application(partial)).model_dump(mode="json")}
+        return self._application(await self._settings.patch_application(partial))
 
     async def reset_application(self, _payload: Payload) -> Payload:
-        return {"application": (await self._settings.reset_application()).model_dump(mode="json")}
-
-    # --- messages -------------------------------------------------------------------------------------------
-
-    async def send_message(self, payload: Payload) -> Payload:
-        state = self._view.chat_state()
-        own = self._view.own_wa_id()
-        if state is not ConnState.READY or own is None:
-            why = "not registered" if own is None else f"chat connection is {state.value if state else 'not started'}"
-            log.warning("messages.send refused: service not ready (%s)", why)
-            raise ApiError(ErrorCode.NOT_READY)
-        to = payload.get("to")
-        if not isinstance(to, str) or not to.isdigit() or not 5 <= len(to) <= 20:
-            raise ApiError(ErrorCode.INVALID_USER, "recipient must be a wa_id (digits only)")
-        if to == own:
-            raise ApiError(ErrorCode.BAD_USER, "cannot send a message to yourself")
-        message_type = payload.get("type", "text")
-        if message_type != "text":
-            raise ApiError(ErrorCode.INVALID_PARAMETER, f"message type {message_type!r} is not supported yet")
-        text = payload.get("text")
-        if not isinstance(text, dict) or not isinstance(text.get("body"), str):
-            raise ApiError(ErrorCode.MISSING_PARAMETER, "text.body is required")
-        content = {"type": "text", "text": {"body": text["body"]}, "preview_url": bool(payload.get("preview_url"))}
-        message = NewMessage(
-            id=new_message_id(),
-            direction=MessageDirection.OUT,
-            peer=WaId(to),
-            type=message_type,
-            content=orjson.dumps(content).decode(),
-            status=MessageStatus.ACCEPTED,
-            timestamp=int(time.time()),
-        )
-        return {"id": await self._acceptor.accept(message)}
+        return self._application(await self._settings.reset_application())
 
 
 def _required_str(payload: Payload, key: str) -> str:

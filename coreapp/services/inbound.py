@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coreapp.chat.link import ChatLink
 from coreapp.models import MessageDirection, MessageStatus, NewMessage
 from coreapp.services.keys import KeyService
+from coreapp.services.media import MediaService
 from coreapp.storage.keys import KeyStore
 from coreapp.storage.messages import MessageStore
 from coreapp.storage.webhooks import WebhookKind, WebhookStore
@@ -43,7 +44,10 @@ class InboundService:
         keys: KeyService,
         webhooks: WebhookStore,
         notify_webhooks: Callable[[], None],
+        *,
+        media: MediaService | None = None,
     ) -> None:
+        self._media = media
         self._db = db
         self._link = link
         self._messages = messages
@@ -67,6 +71,8 @@ class InboundService:
                 await self._store_undecryptable(deliver, exc)
                 return
             content = _parse_content(plaintext)
+            if content is not None and self._media is not None:
+                content = await self._media.receive(content)  # download + decrypt per media.auto_download
             await self._commit(deliver, state, content, identity)
         await self._link.ack(deliver)
         self._notify_webhooks()

@@ -41,7 +41,17 @@ WINDOW = 256
 FETCH = 64
 DEVICE_CACHE_TTL_S = 60.0
 DEVICE_CACHE_MAX = 10_000
-RETRY_LATER = frozenset({2, 429, 471, 1011, 1015, 1016})
+RETRY_LATER = frozenset(
+    c.code
+    for c in (
+        ErrorCode.API_SERVICE,
+        ErrorCode.RATE_LIMIT_HIT,
+        ErrorCode.SPAM_RATE_LIMIT,
+        ErrorCode.NOT_READY,
+        ErrorCode.TOO_MANY_REQUESTS,
+        ErrorCode.OVERLOADED,
+    )
+)
 """Send errors that clear up by themselves: the message stays accepted and is sent again later."""
 RETRY_DELAY_S = 5.0
 IDLE_POLL_S = 1.0
@@ -93,6 +103,9 @@ class OutboundSender:
         self._generation = -1
         self._retry_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # Metrics (``/v1/stats/app``): messages the network acked as sent / answered with a failure.
+        self.sent = 0
+        self.failed = 0
 
     def start(self) -> None:
         self._tasks = [
@@ -239,7 +252,9 @@ class OutboundSender:
         async def fail_txn(conn: AsyncConnection) -> bool:
             return await self._statuses.advance_txn(conn, settings, message.id, MessageStatus.FAILED, error=error)
 
-        if await self._db.run("outbound.failed", fail_txn):
+        queued = await self._db.run("outbound.failed", fail_txn)
+        self.failed += 1
+        if queued:
             self._notify_webhooks()
 
     # --- acks -----------------------------------------------------------------------------------------------
@@ -292,6 +307,8 @@ class OutboundSender:
             return queued
 
         queued = await self._db.run("outbound.acks", acks_txn)
+        self.sent += len(sent)
+        self.failed += len(failed)
         for message in sent:
             self._inflight.pop(message.id, None)
         for message, _ in failed:

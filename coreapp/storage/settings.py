@@ -141,6 +141,15 @@ class SettingsStore:
         self._notify(new)
         return new
 
+    async def reload(self) -> ApplicationSettings:
+        """Drop the cache and re-read (after rows were written behind this store, e.g. a restore); notifies."""
+        async with self._lock:
+            self._invalidate()
+            new = _effective(await self.get(APPLICATION))
+            self._cache = new
+        self._notify(new)
+        return new
+
     def _invalidate(self) -> None:
         self._cache = None
         self._generation += 1

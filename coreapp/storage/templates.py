@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Row, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.models import TemplateRecord
@@ -42,21 +43,36 @@ class TemplateStore:
 
         await self._db.run("templates.replace_all", fn)
 
+    async def find(self, namespace: str, name: str) -> list[TemplateRecord]:
+        """Every language (any status) of one template; the sender picks the language by its policy."""
+
+        async def fn(conn: AsyncConnection) -> list[TemplateRecord]:
+            rows = await conn.execute(
+                select(templates)
+                .where(templates.c.namespace == namespace, templates.c.name == name)
+                .order_by(templates.c.language)
+            )
+            # MySQL compares case-insensitively: keep the exact matches so every backend answers alike.
+            return [_record(r) for r in rows if r.namespace == namespace and r.name == name]
+
+        return await self._db.run("templates.find", fn)
+
     async def list_all(self) -> list[TemplateRecord]:
         async def fn(conn: AsyncConnection) -> list[TemplateRecord]:
             rows = await conn.execute(
                 select(templates).order_by(templates.c.namespace, templates.c.name, templates.c.language)
             )
-            return [
-                TemplateRecord(
-                    namespace=r.namespace,
-                    name=r.name,
-                    language=r.language,
-                    status=r.status,
-                    category=r.category,
-                    components_json=r.components,
-                )
-                for r in rows
-            ]
+            return [_record(r) for r in rows]
 
         return await self._db.run("templates.list_all", fn)
+
+
+def _record(r: Row[Any]) -> TemplateRecord:
+    return TemplateRecord(
+        namespace=r.namespace,
+        name=r.name,
+        language=r.language,
+        status=r.status,
+        category=r.category,
+        components_json=r.components,
+    )

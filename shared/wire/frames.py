@@ -18,6 +18,7 @@ Session, in order::
                     <------------------  Deliver / Receipt ... (offline backlog, each acked)
                     <------------------  OfflineDone
     GetTemplates, GetBundles, Send, PublishPreKeys, ReadReceipt, Ping ... (each answered)
+    CheckContacts -> ContactsResult; SetTwoStep -> Ack
                     <------------------  Deliver / Receipt pushes (each acked by the client)
                     <------------------  Kick(reason), then the server closes
 """
@@ -136,6 +137,10 @@ class Login(_Frame, tag="login"):
 class LoginOk(_Frame, tag="login_ok"):
     server_time: float
     prekeys_remaining: int = 0
+    # Media host for this session (like WhatsApp's media_conn): a bearer token for uploads and the HTTPS port
+    # of the media store on the chat host (0: not announced).  Defaults keep older peers decodable.
+    media_token: str = ""
+    media_port: int = 0
 
 
 class OfflineDone(_Frame, tag="offline_done"):
@@ -198,6 +203,29 @@ class ReadReceipt(_Frame, tag="read_receipt"):
 
     message_id: str
     to: str
+
+
+class CheckContacts(_Frame, tag="check_contacts"):
+    """Which of these numbers (E.164 digits, no ``+``) are WhatsApp users (``POST /v1/contacts``)."""
+
+    numbers: list[str]
+
+
+class ContactResult(msgspec.Struct, kw_only=True):
+    """One answer of ``ContactsResult``: ``wa_id`` is set only for a WhatsApp user."""
+
+    input: str
+    wa_id: str | None = None
+
+
+class ContactsResult(_Frame, tag="contacts_result"):
+    results: list[ContactResult]
+
+
+class SetTwoStep(_Frame, tag="set_two_step"):
+    """Turn two-step verification on with a 6-digit ``pin``, or off with ``None``; answered with ``Ack``."""
+
+    pin: str | None = None
 
 
 # --- pushes from the server -----------------------------------------------------------------------------
@@ -263,6 +291,9 @@ Frame = (
     | Templates
     | Send
     | ReadReceipt
+    | CheckContacts
+    | ContactsResult
+    | SetTwoStep
     | Deliver
     | Receipt
     | IdentityChanged

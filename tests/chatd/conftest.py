@@ -26,6 +26,7 @@ def settings(tmp_path: Path) -> SandboxSettings:
         port=free_port(),
         fallback_port=free_port(),
         admin_port=free_port(),
+        media_port=free_port(),
         data_dir=tmp_path / "chatd",
         receipt_delay_s=0.05,
         read_delay_s=0.1,

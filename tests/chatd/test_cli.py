@@ -61,6 +61,7 @@ async def test_python_m_chatd_serves_and_stops_on_sigterm(tmp_path: Path) -> Non
         "WA_SANDBOX_PORT": str(free_port()),
         "WA_SANDBOX_FALLBACK_PORT": str(free_port()),
         "WA_SANDBOX_ADMIN_PORT": str(admin_port),
+        "WA_SANDBOX_MEDIA_PORT": str(free_port()),
         "WA_SANDBOX_DATA_DIR": str(tmp_path / "chatd"),
         "WA_SANDBOX_DEMO": "1",
     }

@@ -16,7 +16,7 @@ import pytest
 from chatd.app import Chatd
 from coreapp.app import CoreApp
 from shared.bus.local import LocalBus
-from shared.config import ChatSettings, DbEngine, DbSettings, SandboxSettings, Settings
+from shared.config import ChatSettings, DbEngine, DbSettings, PathSettings, SandboxSettings, Settings
 
 BUSINESS_CC = "1"
 BUSINESS_NUMBER = "6315551000"
@@ -64,6 +64,7 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
         port=free_port(),
         fallback_port=free_port(),
         admin_port=free_port(),
+        media_port=free_port(),
         data_dir=tmp_path / "chatd",
         receipt_delay_s=0.05,
         read_delay_s=0.1,
@@ -104,7 +105,8 @@ def core_settings(
         ping_interval_s=5.0,
         offline_drain_timeout_s=5.0,
     )
-    return Settings(db=db, chat=chat)
+    media_dir = sandbox.settings.data_dir.parent / "media"
+    return Settings(db=db, chat=chat, paths=PathSettings(media_dir=media_dir))
 
 
 @pytest.fixture

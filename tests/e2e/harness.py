@@ -147,6 +147,7 @@ class Deployment:
         self.chat_port = free_port()
         self.chat_fallback_port = free_port()
         self.admin_port = free_port()
+        self.media_port = free_port()
         self.chatd_dir = self.workdir / "chatd"
         self.instance = f"e2e{os.getpid()}x{self.web_port}"
 
@@ -171,6 +172,7 @@ class Deployment:
             WA_SANDBOX_FALLBACK_PORT=str(self.chat_fallback_port),
             WA_SANDBOX_ADMIN_HOSTNAME="127.0.0.1",
             WA_SANDBOX_ADMIN_PORT=str(self.admin_port),
+            WA_SANDBOX_MEDIA_PORT=str(self.media_port),
             WA_SANDBOX_DATA_DIR=str(self.chatd_dir),
             WA_SANDBOX_RECEIPT_DELAY="0.05",
             WA_SANDBOX_READ_DELAY="0.1",
@@ -185,6 +187,7 @@ class Deployment:
             WA_CHAT_HOSTNAME="127.0.0.1",
             WA_CHAT_PORT=str(self.chat_port),
             WA_CHAT_FALLBACK_PORT=str(self.chat_fallback_port),
+            WA_CHAT_MEDIA_PORT=str(self.media_port),
             WA_CHAT_CA_FILE=str(self.chatd_dir / "ca.pem"),
             WA_CHAT_PING_INTERVAL="5",
             WA_WEB_HOSTNAME="127.0.0.1",

@@ -54,7 +54,7 @@ async def test_send_text(admin: Api, core: FakeCore):
         ({**text(), "to": "1" * 16}, 400, 1009),
         ({**text(), "to": 12025550123}, 400, 1009),
         ({**text(), "type": "carrier-pigeon"}, 400, 1009),
-        ({**text(), "type": "image", "image": {"id": "x"}}, 400, 1009),
+        ({**text(), "type": "image", "image": {"id": "x"}}, 400, 1010),  # the stray "text" key
         ({k: v for k, v in text().items() if k != "type"}, 400, 1008),
         (text(recipient_type="group"), 400, 1002),
         (text(recipient_type="somebody"), 400, 1002),

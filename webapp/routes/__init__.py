@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from webapp.routes import account, health, messages, metrics, settings, users
+from webapp.routes import (
+    account,
+    certificates,
+    contacts,
+    docs,
+    health,
+    media,
+    messages,
+    metrics,
+    ops,
+    profile,
+    settings,
+    settings_extra,
+    unsupported,
+    users,
+)
 
 ROUTES: tuple[web.RouteTableDef, ...] = (
     users.routes,
@@ -13,4 +28,12 @@ ROUTES: tuple[web.RouteTableDef, ...] = (
     messages.routes,
     settings.routes,
     metrics.routes,
+    media.routes,
+    contacts.routes,
+    settings_extra.routes,
+    profile.routes,
+    certificates.routes,
+    ops.routes,
+    unsupported.routes,
+    docs.routes,
 )

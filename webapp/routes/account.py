@@ -1,4 +1,8 @@
-"""``/v1/account``: registration and verification, done by coreapp (reference §2.3, contracts §3)."""
+"""``/v1/account``: registration, verification, two-step verification and shards, done by coreapp.
+
+All of it is ROLE_ADMIN only: it decides which number this install speaks for (reference §2.2, §2.3, §5.3,
+contracts §3).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,27 @@ from aiohttp import web
 
 from shared.errors import ApiError, ErrorCode
 from webapp.envelope import ok, read_json, validate
+from webapp.openapi import doc
 from webapp.routes.common import require_admin, rpc
-from webapp.schemas.account import RegisterBody, VerifyBody
+from webapp.schemas.account import RegisterBody, ShardsBody, TwoStepBody, VerifyBody
+from webapp.schemas.responses import AccountCodeSent
 
 routes = web.RouteTableDef()
 
+TWO_STEP_PATH = "/v1/settings/account/two-step"
+SHARDS_PATH = "/v1/account/shards"
+
 
 @routes.post("/v1/account")
+@doc(
+    "Register: 201 when already registered, 202 when a code was sent",
+    request=RegisterBody,
+    responses={201: None, 202: AccountCodeSent},
+    errors=(403, 404),
+    admin=True,
+    rpc=True,
+    tags=["account"],
+)
 async def register(request: web.Request) -> web.Response:
     """201 when the number is already registered, 202 ``{"account":[{"vname"}]}`` when a code was sent."""
     require_admin(request)
@@ -27,9 +45,50 @@ async def register(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/account/verify")
+@doc(
+    "Verify the registration code",
+    request=VerifyBody,
+    responses={201: None},
+    errors=(403, 404),
+    admin=True,
+    rpc=True,
+    tags=["account"],
+)
 async def verify(request: web.Request) -> web.Response:
     """201 once the code is accepted (the docs say 201; the community spec says 200)."""
     require_admin(request)
     body = validate(VerifyBody, await read_json(request))
     await rpc(request, "account.verify", {"code": body.normalised()})
+    return ok(request, status=201)
+
+
+@routes.post(TWO_STEP_PATH)
+async def set_two_step(request: web.Request) -> web.Response:
+    """Turn two-step verification on: re-registering the number then needs this PIN."""
+    require_admin(request)
+    body = validate(TwoStepBody, await read_json(request))
+    await rpc(request, "account.set_two_step", {"pin": body.pin})
+    return ok(request)
+
+
+@routes.delete(TWO_STEP_PATH)
+async def remove_two_step(request: web.Request) -> web.Response:
+    require_admin(request)
+    await rpc(request, "account.remove_two_step", {})
+    return ok(request)
+
+
+@routes.get(SHARDS_PATH)
+async def get_shards(request: web.Request) -> web.Response:
+    require_admin(request)
+    result = await rpc(request, "account.get_shards", {})
+    return ok(request, {"account": {"shards": int(result.get("shards", 1))}})
+
+
+@routes.post(SHARDS_PATH)
+async def set_shards(request: web.Request) -> web.Response:
+    """201 when coreapp accepts the count; without multiconnect only ``shards: 1`` is (1009 otherwise)."""
+    require_admin(request)
+    body = validate(ShardsBody, await read_json(request))
+    await rpc(request, "account.set_shards", body.model_dump(exclude_none=True, exclude={"cert"}))
     return ok(request, status=201)

@@ -13,7 +13,9 @@ from aiohttp import web
 
 from shared.errors import ApiError
 from webapp.envelope import ok
+from webapp.openapi import doc
 from webapp.routes.common import rpc
+from webapp.schemas.responses import HealthResponse
 from webapp.state import RPC_TIMEOUT_KEY
 
 log = logging.getLogger("openprem.webapp.health")
@@ -25,6 +27,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/v1/health")
+@doc("Gateway status (never fails)", responses={200: HealthResponse}, tags=["health"])
 async def health(request: web.Request) -> web.Response:
     timeout = min(HEALTH_TIMEOUT_S, request.app[RPC_TIMEOUT_KEY])
     status = "disconnected"

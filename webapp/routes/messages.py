@@ -1,22 +1,37 @@
-"""``POST /v1/messages``: validate, hand to coreapp, answer with the id of the stored message.
+"""``POST /v1/messages`` (send) and ``PUT /v1/messages/{id}`` (mark an inbound message as read).
 
-201, as in the On-Prem docs (the community mocks answer 200): coreapp replies only after the message row
-is committed, so the id handed out is a message that exists.
+201 for a send, as in the On-Prem docs (the community mocks answer 200): coreapp replies only after the
+message row is committed, so the id handed out is a message that exists.  Mark-as-read answers 200 once the
+network took the read receipt.
 """
 
 from __future__ import annotations
+
+import re
 
 from aiohttp import web
 
 from shared.errors import ApiError, ErrorCode
 from webapp.envelope import ok, read_json
+from webapp.openapi import doc
 from webapp.routes.common import rpc
-from webapp.schemas.messages import parse_message, to_rpc_payload
+from webapp.schemas.messages import MarkRead, OutboundMessage, parse_mark_read, parse_message, to_rpc_payload
+from webapp.schemas.responses import MessagesResponse
 
 routes = web.RouteTableDef()
 
+_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.=+/-]{1,128}$")
+
 
 @routes.post("/v1/messages")
+@doc(
+    "Send a message",
+    request=OutboundMessage,
+    responses={201: MessagesResponse},
+    errors=(404,),
+    rpc=True,
+    tags=["messages"],
+)
 async def send(request: web.Request) -> web.Response:
     message = parse_message(await read_json(request))
     result = await rpc(request, "messages.send", to_rpc_payload(message))
@@ -24,3 +39,14 @@ async def send(request: web.Request) -> web.Response:
     if not isinstance(message_id, str) or not message_id:
         raise ApiError(ErrorCode.GENERIC, "coreapp returned no message id")
     return ok(request, {"messages": [{"id": message_id}]}, status=201)
+
+
+@routes.put("/v1/messages/{message_id}")
+@doc("Mark an inbound message as read", request=MarkRead, rpc=True, tags=["messages"])
+async def mark_read(request: web.Request) -> web.Response:
+    message_id = request.match_info["message_id"]
+    if not _MESSAGE_ID.match(message_id):
+        raise ApiError(ErrorCode.NOT_FOUND, f"no message {message_id!r}")
+    parse_mark_read(await read_json(request))
+    await rpc(request, "messages.mark_read", {"id": message_id})
+    return ok(request)

@@ -1,20 +1,32 @@
-"""``/metrics`` (no ``/v1`` prefix, as in the original): Prometheus text with ``?format=prometheus``, else JSON."""
+"""``/metrics`` (no ``/v1`` prefix, as in the original): webapp's own metrics.
+
+JSON (the §2.11 shape, under ``stats.web``) by default, Prometheus text with ``?format=prometheus``; the
+format parameter and the content type are handled exactly as for ``/v1/stats/*``.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from webapp.envelope import ok
+from webapp.openapi import doc
+from webapp.routes.ops import FORMAT_QUERY, PROMETHEUS_TEXT, prometheus_response, stats_format
+from webapp.schemas.responses import StatsResponse
 from webapp.state import METRICS_KEY
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/metrics")
+@doc(
+    "webapp metrics (HTTP requests, RPC round trips, logins)",
+    query=[FORMAT_QUERY],
+    responses={200: StatsResponse},
+    raw_responses={200: PROMETHEUS_TEXT},
+    tags=["stats"],
+)
 async def metrics(request: web.Request) -> web.Response:
     registry = request.app[METRICS_KEY]
-    if request.query.get("format") == "prometheus":
-        # CONTENT_TYPE_LATEST carries a charset, which content_type= refuses: set the header directly.
-        return web.Response(body=registry.prometheus_text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    if stats_format(request) == "prometheus":
+        return prometheus_response(registry.prometheus_text())
     return ok(request, registry.as_json())

@@ -6,9 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
+from shared.appsettings import ApplicationSettings
 from shared.errors import ApiError, ErrorCode
 from webapp.envelope import ok, read_json
+from webapp.openapi import doc
 from webapp.routes.common import require_admin, rpc
+from webapp.schemas.responses import ApplicationSettingsResponse
 from webapp.schemas.settings import validate_application_patch
 from webapp.state import WEB_SETTINGS_KEY
 
@@ -25,12 +28,21 @@ def _settings_payload(result: dict[str, Any]) -> dict[str, Any]:
 
 
 @routes.get(PATH)
+@doc("Application settings", responses={200: ApplicationSettingsResponse}, admin=True, rpc=True, tags=["settings"])
 async def get_application(request: web.Request) -> web.Response:
     require_admin(request)
     return ok(request, _settings_payload(await rpc(request, "settings.get_application", {})))
 
 
 @routes.patch(PATH)
+@doc(
+    "Change application settings (keys left out stay unchanged)",
+    request=ApplicationSettings,
+    responses={200: ApplicationSettingsResponse},
+    admin=True,
+    rpc=True,
+    tags=["settings"],
+)
 async def patch_application(request: web.Request) -> web.Response:
     """Keys left out stay unchanged; the answer is the full document after the change."""
     require_admin(request)
@@ -41,6 +53,13 @@ async def patch_application(request: web.Request) -> web.Response:
 
 
 @routes.delete(PATH)
+@doc(
+    "Reset application settings to the defaults",
+    responses={200: ApplicationSettingsResponse},
+    admin=True,
+    rpc=True,
+    tags=["settings"],
+)
 async def reset_application(request: web.Request) -> web.Response:
     """Back to the defaults; the answer is the reset document."""
     require_admin(request)

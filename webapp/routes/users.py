@@ -8,7 +8,9 @@ from pydantic import TypeAdapter, ValidationError
 from shared.errors import ApiError, ErrorCode
 from webapp.auth import DEFAULT_ADMIN, check_password_rule
 from webapp.envelope import ok, read_json, validate
+from webapp.openapi import doc
 from webapp.routes.common import principal, require_admin
+from webapp.schemas.responses import LoginResponse, UserDetailsResponse, UsersResponse
 from webapp.schemas.users import CreateUserBody, LoginBody, UpdateUserBody, Username
 from webapp.state import AUTH_KEY, METRICS_KEY
 from webapp.storage import Role
@@ -20,6 +22,14 @@ _USERNAME: TypeAdapter[str] = TypeAdapter(Username)
 
 
 @routes.post("/v1/users/login")
+@doc(
+    "Log in with Basic credentials; returns a bearer token",
+    request=LoginBody,
+    body_required=False,
+    responses={200: LoginResponse},
+    basic_auth=True,
+    tags=["users"],
+)
 async def login(request: web.Request) -> web.Response:
     """Basic credentials in, bearer token out; ``new_password`` is required on the first login."""
     metrics = request.app[METRICS_KEY]
@@ -35,6 +45,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/users/logout")
+@doc("Revoke every token of the caller", tags=["users"])
 async def logout(request: web.Request) -> web.Response:
     """Revoke every token of the caller."""
     await request.app[AUTH_KEY].logout(principal(request).username)
@@ -42,7 +53,16 @@ async def logout(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/users")
+@doc(
+    "Create a ROLE_USER user",
+    request=CreateUserBody,
+    responses={201: UsersResponse},
+    errors=(409,),
+    admin=True,
+    tags=["users"],
+)
 async def create_user(request: web.Request) -> web.Response:
+    """ROLE_ADMIN only; new users are ROLE_USER (only ``admin`` is ROLE_ADMIN) and need no password change."""
     require_admin(request)
     body = validate(CreateUserBody, await read_json(request))
     check_password_rule(body.password)
@@ -57,22 +77,23 @@ async def create_user(request: web.Request) -> web.Response:
 
 def _target(request: web.Request) -> str:
     """``{username}`` from the path, when the caller may act on it: itself, or anyone for ROLE_ADMIN."""
-    username = request.match_info["username"]
+    username = request.match_info["username"].lower()
     caller = principal(request)
     if not caller.is_admin and caller.username != username:
         raise ApiError(ErrorCode.ACCESS_DENIED, "only ROLE_ADMIN can act on other users")
-    validate_username(username)
-    return username
+    return validate_username(username)
 
 
-def validate_username(username: str) -> None:
+def validate_username(username: str) -> str:
+    """The normalised (lower-case) name; a name no user can have is 1006, like a missing one."""
     try:
-        _USERNAME.validate_python(username)
+        return _USERNAME.validate_python(username)
     except ValidationError:
         raise ApiError(ErrorCode.NOT_FOUND, "no such user") from None
 
 
 @routes.get("/v1/users/{username}")
+@doc("Get a user", responses={200: UserDetailsResponse}, errors=(403,), tags=["users"])
 async def get_user(request: web.Request) -> web.Response:
     username = _target(request)
     user = await request.app[AUTH_KEY].storage.get_user(username)
@@ -82,6 +103,7 @@ async def get_user(request: web.Request) -> web.Response:
 
 
 @routes.put("/v1/users/{username}")
+@doc("Change a password", request=UpdateUserBody, responses={200: UsersResponse}, errors=(403,), tags=["users"])
 async def update_user(request: web.Request) -> web.Response:
     """Change a password; existing tokens stay valid, as in the original (reference §2.2)."""
     username = _target(request)
@@ -91,9 +113,11 @@ async def update_user(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/users/{username}")
+@doc("Delete a user", responses={200: UsersResponse}, errors=(400,), admin=True, tags=["users"])
 async def delete_user(request: web.Request) -> web.Response:
+    """ROLE_ADMIN only; the user's tokens die with it (rows deleted, this process's cache evicted)."""
     require_admin(request)
-    username = request.match_info["username"]
+    username = validate_username(request.match_info["username"])
     if username == DEFAULT_ADMIN:
         raise ApiError(ErrorCode.INVALID_PARAMETER, "the admin user cannot be deleted")
     auth = request.app[AUTH_KEY]

@@ -36,3 +36,22 @@ class VerifyBody(RequestModel):
 
     def normalised(self) -> str:
         return self.code.replace("-", "")
+
+
+Pin = Annotated[str, Field(pattern=r"^[0-9]{6}$")]
+
+
+class TwoStepBody(RequestModel):
+    """``POST /v1/settings/account/two-step``: exactly six digits, as a string."""
+
+    pin: Pin
+
+
+class ShardsBody(RequestModel):
+    """``POST /v1/account/shards``: the registered number and one of the static shard counts (reference §5.3)."""
+
+    cc: Annotated[str, Field(pattern=r"^[0-9]{1,3}$")]
+    phone_number: Annotated[str, Field(pattern=r"^[0-9]{1,17}$")]
+    shards: Literal[1, 2, 4, 8, 16, 32]
+    pin: Pin | None = None
+    cert: Annotated[str, Field(min_length=1, max_length=16384)] | None = None  # accepted since v2.39.1, unused

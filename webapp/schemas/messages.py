@@ -1,30 +1,38 @@
-"""``POST /v1/messages`` (reference §2.6).
+"""``POST /v1/messages`` and ``PUT /v1/messages/{id}`` (reference §2.6): the entry point for message bodies.
 
-``type`` is checked first so a known-but-not-yet-modelled type gets one clear 1009 instead of a pile of
-field errors; each modelled type is a strict model, so stray keys are 1010 and a bad value 1009.
+``OutboundMessage`` is the discriminated union on ``type`` (and, for ``interactive``, on ``interactive.type``);
+the per-family models live beside this module.  ``parse_message`` checks ``type`` first and then validates with
+the one model it names, so an unknown type is one clear 1009 and a field error names the field
+(``interactive.action.sections``), never a union branch.  Every model is strict: a stray key is 1010, a missing
+one 1008, a bad value 1009 unless the validator picks a code (1001, 2014, 2015, 2016, ...).
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import field_validator
+from pydantic import Discriminator, Tag, field_validator
 
 from shared.errors import ApiError, ErrorCode
 from webapp.envelope import validate
 from webapp.schemas.base import RequestModel, onprem_error
+from webapp.schemas.message_base import MessageBase
+from webapp.schemas.message_content import ContactsMessage, LocationMessage, ReactionMessage
+from webapp.schemas.message_interactive import (
+    INTERACTIVE_TYPES,
+    InteractiveButtonMessage,
+    InteractiveListMessage,
+)
+from webapp.schemas.message_media import (
+    AudioMessage,
+    DocumentMessage,
+    ImageMessage,
+    StickerMessage,
+    VideoMessage,
+)
+from webapp.schemas.message_template import HsmMessage, TemplateMessage
 
 MAX_TEXT_LENGTH = 4096
-MESSAGE_TYPES = frozenset(
-    {
-        "text", "image", "audio", "video", "document", "sticker", "location", "contacts",
-        "interactive", "template", "hsm", "reaction",
-    }
-)  # fmt: skip
-SUPPORTED_TYPES = frozenset({"text"})
-_RECIPIENT = re.compile(r"^\+?[0-9][0-9 ()\-.]*$")
-_MAX_RECIPIENT_DIGITS = 15  # E.164
 
 
 class TextBody(RequestModel):
@@ -40,53 +48,113 @@ class TextBody(RequestModel):
         return value
 
 
-class _Message(RequestModel):
-    to: str
-    recipient_type: str = "individual"
-    preview_url: bool = False
-    ttl: dict[str, Any] | None = None
-
-    @field_validator("to")
-    @classmethod
-    def _normalise_to(cls, value: str) -> str:
-        """wa_ids are digits; accept a formatted phone number (``+1 (202) 555-0123``) and keep the digits."""
-        if not _RECIPIENT.match(value.strip()):
-            raise ValueError("must be a phone number or wa_id (digits, optionally with +, spaces, dashes, parens)")
-        digits = re.sub(r"[^0-9]", "", value)
-        if len(digits) > _MAX_RECIPIENT_DIGITS:
-            raise ValueError(f"must have at most {_MAX_RECIPIENT_DIGITS} digits")
-        return digits
-
-    @field_validator("recipient_type")
-    @classmethod
-    def _individual_only(cls, value: str) -> str:
-        if value == "group":
-            raise onprem_error(ErrorCode.INVALID_RECIPIENT_TYPE, "group messages are not supported")
-        if value != "individual":
-            raise onprem_error(ErrorCode.INVALID_RECIPIENT_TYPE, "must be 'individual'")
-        return value
-
-
-class TextMessage(_Message):
+class TextMessage(MessageBase):
     type: Literal["text"]
     text: TextBody
+    preview_url: bool = False
+    """Text only (reference §2.6): on any other type it is an unexpected parameter (1010)."""
 
 
-OutboundMessage = TextMessage
+_MODELS: dict[str, type[MessageBase]] = {
+    "text": TextMessage,
+    "image": ImageMessage,
+    "audio": AudioMessage,
+    "video": VideoMessage,
+    "document": DocumentMessage,
+    "sticker": StickerMessage,
+    "location": LocationMessage,
+    "contacts": ContactsMessage,
+    "template": TemplateMessage,
+    "hsm": HsmMessage,
+    "reaction": ReactionMessage,
+}
+_INTERACTIVE_MODELS: dict[str, type[MessageBase]] = {
+    "button": InteractiveButtonMessage,
+    "list": InteractiveListMessage,
+}
+MESSAGE_TYPES = frozenset(_MODELS) | {"interactive"}
 
 
-def parse_message(data: dict[str, Any]) -> OutboundMessage:
-    """Validate a send request; raises ``ApiError`` (1008/1009/1010/1001/1002)."""
+def _tag(data: Any, key: str) -> Any:
+    return data.get(key) if isinstance(data, dict) else getattr(data, key, None)
+
+
+def _interactive_kind(data: Any) -> Any:
+    return _tag(_tag(data, "interactive"), "type")
+
+
+InteractiveMessage = Annotated[
+    Annotated[InteractiveButtonMessage, Tag("button")] | Annotated[InteractiveListMessage, Tag("list")],
+    Discriminator(_interactive_kind),
+]
+
+OutboundMessage = Annotated[
+    Annotated[TextMessage, Tag("text")]
+    | Annotated[ImageMessage, Tag("image")]
+    | Annotated[AudioMessage, Tag("audio")]
+    | Annotated[VideoMessage, Tag("video")]
+    | Annotated[DocumentMessage, Tag("document")]
+    | Annotated[StickerMessage, Tag("sticker")]
+    | Annotated[LocationMessage, Tag("location")]
+    | Annotated[ContactsMessage, Tag("contacts")]
+    | Annotated[InteractiveMessage, Tag("interactive")]
+    | Annotated[TemplateMessage, Tag("template")]
+    | Annotated[HsmMessage, Tag("hsm")]
+    | Annotated[ReactionMessage, Tag("reaction")],
+    Discriminator(lambda data: _tag(data, "type")),
+]
+"""Every ``/v1/messages`` body, discriminated on ``type`` (for schema generation and typing)."""
+
+
+def _model_for(data: dict[str, Any]) -> type[MessageBase]:
     kind = data.get("type")
     if kind is None:
         raise ApiError(ErrorCode.MISSING_PARAMETER, "type: required parameter is missing")
     if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         raise ApiError(ErrorCode.INVALID_PARAMETER, "type: must be one of " + ", ".join(sorted(MESSAGE_TYPES)))
-    if kind not in SUPPORTED_TYPES:
-        raise ApiError(ErrorCode.INVALID_PARAMETER, f"type: {kind!r} messages are not supported yet")
-    return validate(TextMessage, data)
+    if kind != "interactive":
+        return _MODELS[kind]
+    interactive = data.get("interactive")
+    if interactive is None:
+        raise ApiError(ErrorCode.MISSING_PARAMETER, "interactive: required parameter is missing")
+    if not isinstance(interactive, dict):
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "interactive: must be an object")
+    sub = interactive.get("type")
+    if sub is None:
+        raise ApiError(ErrorCode.MISSING_PARAMETER, "interactive.type: required parameter is missing")
+    if not isinstance(sub, str) or sub not in _INTERACTIVE_MODELS:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "interactive.type: must be one of " + ", ".join(INTERACTIVE_TYPES))
+    return _INTERACTIVE_MODELS[sub]
 
 
-def to_rpc_payload(message: OutboundMessage) -> dict[str, Any]:
+def parse_message(data: dict[str, Any]) -> MessageBase:
+    """Validate a send request; raises ``ApiError`` (1001/1002/1008/1009/1010/2004/2014/2015/2016).
+
+    A member sent as ``null`` counts as not sent (clients serialise unset optionals that way), so a required
+    one is reported missing (1008) and no validator ever sees ``None`` for a value it must check.
+    """
+    present = _without_nulls(data)
+    return validate(_model_for(present), present)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
+def to_rpc_payload(message: MessageBase) -> dict[str, Any]:
     """What ``messages.send`` receives: the validated body with ``to`` normalised, unset optionals dropped."""
     return message.model_dump(mode="json", exclude_none=True)
+
+
+class MarkRead(RequestModel):
+    """``PUT /v1/messages/{id}``: the only status a business can set is ``read``."""
+
+    status: Literal["read"]
+
+
+def parse_mark_read(data: dict[str, Any]) -> MarkRead:
+    return validate(MarkRead, data)

@@ -1,0 +1,148 @@
+"""coreapp's metrics as Prometheus families: ``/v1/stats/app`` (in memory) and ``/v1/stats/db`` (DB side).
+
+Families are built on request from the objects that already keep the numbers (the webhook dispatcher, the
+database's transaction timings, the chat connection, the sender) instead of a second set of counters that
+could drift from them.  Counters held by the chat part restart at zero after a (re-)registration rebuilds it;
+Prometheus ``rate()`` handles such resets.  Labels are bounded: statuses, kinds, transaction names — never a
+phone number or a message id (dependencies §5.7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from coreapp.models import GatewayStatus
+from coreapp.webhooks.dispatcher import DispatcherStats
+from shared.db.engine import Database
+
+DB_LABEL = "coreapp"
+"""``db`` label of ``db_request_duration_us`` (the original named its stores, e.g. ``messageStore``)."""
+
+# Transactions whose count is an exact event count (one transaction per event).
+TXN_RECEIVED = "inbound.receive"
+TXN_UNDECRYPTABLE = "inbound.undecryptable"
+TXN_RECEIPTS = "receipts.apply"
+
+
+class _Generation(Protocol):
+    @property
+    def generation(self) -> int: ...
+
+
+class _SenderCounts(Protocol):
+    @property
+    def sent(self) -> int: ...
+
+    @property
+    def failed(self) -> int: ...
+
+
+class ChatView(Protocol):
+    """What the stats read of the chat part (``coreapp.app.ChatPart``)."""
+
+    @property
+    def connection(self) -> _Generation: ...
+
+    @property
+    def sender(self) -> _SenderCounts: ...
+
+
+@dataclass(frozen=True)
+class AppStatsSources:
+    db: Database
+    dispatcher_stats: Callable[[], DispatcherStats]
+    gateway_status: Callable[[], GatewayStatus]
+    chat: Callable[[], ChatView | None]
+
+
+def _ok(db_stats: dict[str, dict[str, float]], name: str) -> int:
+    stat = db_stats.get(name)
+    return int(stat["count"] - stat["failures"]) if stat else 0
+
+
+def app_families(sources: AppStatsSources, queue_size: int, uptime_s: float) -> list[Metric]:
+    """The ``/v1/stats/app`` families; ``queue_size`` is read from the outbox by the caller (async)."""
+    families: list[Metric] = []
+    queue = GaugeMetricFamily("callback_queue_size", "Current callback queue size")
+    queue.add_metric([], queue_size)
+    families.append(queue)
+
+    callbacks = SummaryMetricFamily(
+        "callback_requests_duration_ms",
+        "Webhook (callback) requests: count and total duration in ms by result (success or HTTP status or "
+        "error name) and type",
+        labels=["result", "type"],
+    )
+    for (result, kind), (count, total_ms) in sorted(sources.dispatcher_stats().durations_ms.items()):
+        callbacks.add_metric([result, kind], count, total_ms)
+    families.append(callbacks)
+
+    db_stats = sources.db.stats()
+    received = CounterMetricFamily("messages_received", "Inbound messages decrypted and stored")
+    received.add_metric([], _ok(db_stats, TXN_RECEIVED))
+    undecryptable = CounterMetricFamily(
+        "decrypt_failures", "Inbound messages that could not be decrypted (recorded as undecryptable and acked)"
+    )
+    undecryptable.add_metric([], _ok(db_stats, TXN_UNDECRYPTABLE))
+    receipts = CounterMetricFamily(
+        "message_receipts", "Delivery/read/failed receipts from the network applied (one per device and status)"
+    )
+    receipts.add_metric([], _ok(db_stats, TXN_RECEIPTS))
+    families += [received, undecryptable, receipts]
+
+    chat = sources.chat()
+    sent = CounterMetricFamily(
+        "messages_sent",
+        "Outbound messages answered by the network, by result (sent or failed), since the chat connection was built",
+        labels=["result"],
+    )
+    sent.add_metric(["sent"], chat.sender.sent if chat else 0)
+    sent.add_metric(["failed"], chat.sender.failed if chat else 0)
+    reconnects = CounterMetricFamily(
+        "chat_reconnects", "Chat sessions opened after the first one (reconnects to the network)"
+    )
+    reconnects.add_metric([], max(0, chat.connection.generation - 1) if chat else 0)
+    families += [sent, reconnects]
+
+    current = sources.gateway_status()
+    gateway = GaugeMetricFamily(
+        "gateway_status", "Connection to the network: 1 for the current status, 0 otherwise", labels=["status"]
+    )
+    for status in GatewayStatus:
+        gateway.add_metric([status.value], 1 if status is current else 0)
+    up = GaugeMetricFamily("uptime_seconds", "Seconds since coreapp started")
+    up.add_metric([], round(uptime_s, 3))
+    families += [gateway, up]
+    return families
+
+
+def db_families(db: Database, table_counts: dict[str, int], message_counts: dict[tuple[str, str], int]) -> list[Metric]:
+    """The ``/v1/stats/db`` families: transaction timings by name, retries, failures, row counts."""
+    stats = db.stats()
+    timings = SummaryMetricFamily(
+        "db_request_duration_us",
+        "Database transactions: count and total duration in microseconds by transaction name",
+        labels=["db", "request"],
+    )
+    retries = CounterMetricFamily(
+        "db_request_retries", "Transactions retried after a deadlock or lock timeout", labels=["db", "request"]
+    )
+    failures = CounterMetricFamily("db_request_failures", "Transactions that failed", labels=["db", "request"])
+    for name, stat in sorted(stats.items()):
+        timings.add_metric([DB_LABEL, name], int(stat["count"]), stat["total_s"] * 1e6)
+        retries.add_metric([DB_LABEL, name], stat["retries"])
+        failures.add_metric([DB_LABEL, name], stat["failures"])
+    rows = GaugeMetricFamily("db_table_rows", "Rows per table", labels=["db", "table"])
+    for table, count in sorted(table_counts.items()):
+        rows.add_metric([DB_LABEL, table], count)
+    stored = GaugeMetricFamily(
+        "db_messages", "Stored messages by direction and status", labels=["db", "direction", "status"]
+    )
+    for (direction, status), count in sorted(message_counts.items()):
+        stored.add_metric([DB_LABEL, direction, status], count)
+    return [timings, retries, failures, rows, stored]

@@ -1,0 +1,70 @@
+"""``/v1/certificates/*`` (reference §2.13): the HTTPS certificate (webapp) and the webhook CA (coreapp).
+
+Bodies and answers are PEM text.  ``external/ca`` answers the self-signed certificate while it is the one
+served; once an external or operator-configured certificate is in use its CA is the operator's, so 404.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from shared.errors import ApiError, ErrorCode
+from webapp.certs import SERVER_TLS_KEY
+from webapp.envelope import ok
+from webapp.routes.common import require_admin, rpc
+
+routes = web.RouteTableDef()
+
+PEM_TYPE = "text/plain"
+
+
+async def _pem_body(request: web.Request) -> bytes:
+    body = await request.read()
+    if not body.strip():
+        raise ApiError(ErrorCode.MISSING_PARAMETER, "the body must hold PEM text")
+    return body
+
+
+@routes.post("/v1/certificates/external")
+async def upload_external(request: web.Request) -> web.Response:
+    require_admin(request)
+    await request.app[SERVER_TLS_KEY].install(await _pem_body(request))
+    return ok(request)
+
+
+@routes.get("/v1/certificates/external/ca")
+async def get_external_ca(request: web.Request) -> web.Response:
+    require_admin(request)
+    pem = request.app[SERVER_TLS_KEY].self_signed_pem()
+    if pem is None:
+        raise ApiError(ErrorCode.NOT_FOUND, "an external certificate is in use; its CA is not held here")
+    return web.Response(text=pem, content_type=PEM_TYPE)
+
+
+@routes.get("/v1/certificates/webhooks/ca")
+async def get_webhooks_ca(request: web.Request) -> web.Response:
+    require_admin(request)
+    pem = (await rpc(request, "certificates.get_webhooks_ca", {})).get("pem")
+    if not isinstance(pem, str):
+        raise ApiError(ErrorCode.NOT_FOUND, "no webhook CA is set")
+    return web.Response(text=pem, content_type=PEM_TYPE)
+
+
+@routes.post("/v1/certificates/webhooks/ca")
+async def set_webhooks_ca(request: web.Request) -> web.Response:
+    """Only this CA verifies the webhook server from now on (not the system roots)."""
+    require_admin(request)
+    body = await _pem_body(request)
+    try:
+        pem = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "PEM text must be ASCII") from None
+    await rpc(request, "certificates.set_webhooks_ca", {"pem": pem})
+    return ok(request)
+
+
+@routes.delete("/v1/certificates/webhooks/ca")
+async def delete_webhooks_ca(request: web.Request) -> web.Response:
+    require_admin(request)
+    await rpc(request, "certificates.delete_webhooks_ca", {})
+    return ok(request)

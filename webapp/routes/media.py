@@ -1,0 +1,111 @@
+"""``/v1/media``: upload (raw body, its ``Content-Type`` the media type), download and delete (reference §2.7).
+
+Uploads are streamed from ``request.content`` to the media volume, never read whole: aiohttp's
+``client_max_size`` (1 MiB, for JSON) only limits ``request.read()``, and our own limit is
+``WA_MEDIA_MAX_UPLOAD_BYTES``.  The first bytes are checked against the declared type before anything is
+written.  Errors, all 1009 "Parameter value is not valid" with a detail saying what is wrong:
+  - body over the limit → HTTP 413 (the partial file is removed);
+  - declared type not on the WhatsApp allow-list → HTTP 415;
+  - bytes that do not match the declared type, or an empty body → HTTP 400.
+A missing ``Content-Type`` is 1008.  Ids are UUIDs; anything else in ``{id}`` is 404 / 1006 like an unknown id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import hdrs, web
+
+from shared.errors import ApiError, ErrorCode
+from shared.media_files import MediaFiles, MediaMeta, is_media_id
+from shared.media_types import HEAD_BYTES, MediaTypeError, check, normalize
+from webapp.envelope import HttpApiError, ok
+from webapp.state import WEB_SETTINGS_KEY
+
+log = logging.getLogger("openprem.webapp.media")
+
+MEDIA_FILES_KEY = web.AppKey("openprem.media_files", MediaFiles)
+CHUNK_BYTES = 256 * 1024
+
+routes = web.RouteTableDef()
+
+
+def _too_large(limit: int) -> HttpApiError:
+    return HttpApiError(
+        ErrorCode.INVALID_PARAMETER,
+        f"media is larger than the upload limit of {limit} bytes (WA_MEDIA_MAX_UPLOAD_BYTES)",
+        status=413,
+    )
+
+
+def _type_error(exc: MediaTypeError) -> HttpApiError:
+    return HttpApiError(ErrorCode.INVALID_PARAMETER, str(exc), status=415 if exc.unsupported else 400)
+
+
+def _not_found(media_id: str) -> ApiError:
+    shown = media_id if is_media_id(media_id) else "(not a media id)"
+    return ApiError(ErrorCode.NOT_FOUND, f"media {shown} not found")
+
+
+@routes.post("/v1/media")
+async def upload(request: web.Request) -> web.Response:
+    limit = request.app[WEB_SETTINGS_KEY].max_upload_bytes
+    declared = request.headers.get(hdrs.CONTENT_TYPE, "").strip()
+    if not declared:
+        raise ApiError(ErrorCode.MISSING_PARAMETER, "the Content-Type header must name the media type")
+    try:
+        normalize(declared)
+    except MediaTypeError as exc:
+        raise _type_error(exc) from None
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    meta = await _store(request, declared, limit)
+    log.info("media %s stored: %s, %d bytes", meta.id, meta.mime_type, meta.size)
+    return ok(request, {"media": [{"id": meta.id}]}, status=201)
+
+
+async def _store(request: web.Request, declared: str, limit: int) -> MediaMeta:
+    """Stream the body to a new file: sniff the head, then write chunk by chunk up to ``limit``."""
+    chunks = request.content.iter_chunked(CHUNK_BYTES)
+    head = bytearray()
+    async for chunk in chunks:
+        head += chunk
+        if len(head) > limit:
+            raise _too_large(limit)
+        if len(head) >= HEAD_BYTES:
+            break
+    if not head:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "the request body is empty; send the media bytes")
+    try:
+        mime = check(declared, bytes(head))
+    except MediaTypeError as exc:
+        raise _type_error(exc) from None
+    writer = await request.app[MEDIA_FILES_KEY].open_writer()
+    try:
+        await writer.write(bytes(head))
+        async for chunk in chunks:
+            if writer.size + len(chunk) > limit:
+                raise _too_large(limit)
+            await writer.write(chunk)
+        return await writer.commit(mime)
+    finally:
+        await writer.abort()
+
+
+@routes.get("/v1/media/{media_id}")
+async def download(request: web.Request) -> web.StreamResponse:
+    media_id = request.match_info["media_id"]
+    files = request.app[MEDIA_FILES_KEY]
+    meta = await files.meta(media_id)
+    if meta is None:
+        raise _not_found(media_id)
+    return web.FileResponse(files.blob_path(media_id), headers={hdrs.CONTENT_TYPE: meta.mime_type})
+
+
+@routes.delete("/v1/media/{media_id}")
+async def delete(request: web.Request) -> web.Response:
+    media_id = request.match_info["media_id"]
+    if not await request.app[MEDIA_FILES_KEY].delete(media_id):
+        raise _not_found(media_id)
+    log.info("media %s deleted", media_id)
+    return ok(request)

@@ -1,0 +1,103 @@
+"""``/v1/settings/profile/{about,photo}`` and ``/v1/settings/business/profile`` (reference §2.9; ROLE_ADMIN).
+
+Stored by coreapp (not yet sent to the network).  The photo is a raw ``image/jpeg`` or ``image/png`` body of at
+most 5 MB, read as a stream (the JSON body limit is 1 MiB) and checked against its magic bytes.  A business
+profile POST sets the fields it names and leaves the others (``""`` or ``[]`` clears one).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from aiohttp import web
+
+from shared.errors import ApiError, ErrorCode
+from shared.profiles import PHOTO_MAX_BYTES, PHOTO_TYPES, About, BusinessProfile
+from webapp.envelope import ok, read_json, validate
+from webapp.routes.common import require_admin, rpc
+
+routes = web.RouteTableDef()
+
+ABOUT = "/v1/settings/profile/about"
+PHOTO = "/v1/settings/profile/photo"
+BUSINESS = "/v1/settings/business/profile"
+BUSINESS_DEFAULTS: dict[str, Any] = {"address": "", "description": "", "email": "", "vertical": "", "websites": []}
+
+
+@routes.get(ABOUT)
+async def get_about(request: web.Request) -> web.Response:
+    require_admin(request)
+    text = (await rpc(request, "settings.get_profile_about", {})).get("text", "")
+    return ok(request, {"settings": {"profile": {"about": {"text": text}}}})
+
+
+@routes.patch(ABOUT)
+async def patch_about(request: web.Request) -> web.Response:
+    require_admin(request)
+    about = validate(About, await read_json(request))
+    await rpc(request, "settings.set_profile_about", {"text": about.text})
+    return ok(request)
+
+
+@routes.get(PHOTO)
+async def get_photo(request: web.Request) -> web.StreamResponse:
+    """The image with its type; ``?format=link`` answers a URL to this endpoint instead."""
+    require_admin(request)
+    photo = await rpc(request, "settings.get_profile_photo", {})
+    if request.query.get("format") == "link":
+        link = str(request.url.with_query(None))
+        return ok(request, {"settings": {"profile": {"photo": {"link": link}}}})
+    return web.Response(body=base64.b64decode(photo["data"]), content_type=photo["content_type"])
+
+
+@routes.post(PHOTO)
+async def post_photo(request: web.Request) -> web.Response:
+    require_admin(request)
+    content_type = request.content_type
+    if content_type not in PHOTO_TYPES:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, f"Content-Type must be one of {', '.join(PHOTO_TYPES)}")
+    data = await _read_capped(request, PHOTO_MAX_BYTES)
+    if not data:
+        raise ApiError(ErrorCode.MISSING_PARAMETER, "the body must hold the image")
+    if not data.startswith(PHOTO_TYPES[content_type]):
+        raise ApiError(ErrorCode.INVALID_PARAMETER, f"the body is not a {content_type} image")
+    payload = {"content_type": content_type, "data": base64.b64encode(data).decode("ascii")}
+    await rpc(request, "settings.set_profile_photo", payload)
+    return ok(request)
+
+
+@routes.delete(PHOTO)
+async def delete_photo(request: web.Request) -> web.Response:
+    require_admin(request)
+    await rpc(request, "settings.delete_profile_photo", {})
+    return ok(request)
+
+
+@routes.get(BUSINESS)
+async def get_business_profile(request: web.Request) -> web.Response:
+    require_admin(request)
+    stored = (await rpc(request, "settings.get_business_profile", {})).get("profile") or {}
+    return ok(request, {"settings": {"business": {"profile": {**BUSINESS_DEFAULTS, **stored}}}})
+
+
+@routes.post(BUSINESS)
+async def post_business_profile(request: web.Request) -> web.Response:
+    require_admin(request)
+    profile = validate(BusinessProfile, await read_json(request))
+    await rpc(request, "settings.set_business_profile", {"profile": profile.model_dump(exclude_unset=True)})
+    return ok(request)
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes without reading them all."""
+    too_big = ApiError(ErrorCode.INVALID_PARAMETER, f"the image is larger than {limit // (1024 * 1024)} MB")
+    if (request.content_length or 0) > limit:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,96 @@
+"""Media providers and backup/restore under ``/v1/settings`` (ROLE_ADMIN; coreapp keeps the state).
+
+GET providers answers credentials masked (``"bearer": "****"``): the original returned them in clear, OpenPrem
+never sends a stored secret back out.  Backup passwords are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import web
+
+from shared.errors import ApiError, ErrorCode
+from webapp.envelope import ok, read_json, validate
+from webapp.routes.common import require_admin, rpc
+from webapp.schemas.settings_extra import BackupRequest, RestoreRequest, validate_providers
+
+log = logging.getLogger("openprem.webapp.settings")
+
+routes = web.RouteTableDef()
+
+PROVIDERS = "/v1/settings/application/media/providers"
+MAX_RESTORE_BODY_BYTES = 64 * 1024 * 1024
+"""A backup grows with the number of Signal sessions, past the 1 MiB JSON limit of other endpoints."""
+BACKUP_TIMEOUT_S = 60.0
+"""Key derivation is deliberately slow; a restore also reconnects.  Longer than the default RPC budget."""
+
+
+async def _read_large_json(request: web.Request) -> dict[str, object]:
+    """Like ``read_json`` with a larger cap (streamed: ``client_max_size`` only guards ``request.read``)."""
+    if (request.content_length or 0) > MAX_RESTORE_BODY_BYTES:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "body is larger than any backup")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESTORE_BODY_BYTES:
+            raise ApiError(ErrorCode.INVALID_PARAMETER, "body is larger than any backup")
+        chunks.append(chunk)
+    try:
+        body = orjson.loads(b"".join(chunks)) if size else None
+    except orjson.JSONDecodeError:
+        raise ApiError(ErrorCode.INVALID_REQUEST, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(ErrorCode.INVALID_REQUEST, "request body must be a JSON object")
+    return body
+
+
+def _providers_payload(result: dict[str, object]) -> dict[str, object]:
+    return {"settings": {"application": {"media": {"providers": result.get("providers", [])}}}}
+
+
+@routes.get(PROVIDERS)
+async def get_providers(request: web.Request) -> web.Response:
+    require_admin(request)
+    return ok(request, _providers_payload(await rpc(request, "settings.get_media_providers", {})))
+
+
+@routes.post(PROVIDERS)
+async def post_providers(request: web.Request) -> web.Response:
+    """An array of providers; each replaces the stored one of the same name (upsert)."""
+    require_admin(request)
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError(ErrorCode.INVALID_REQUEST, "request body is not valid JSON") from None
+    if not isinstance(body, list):
+        raise ApiError(ErrorCode.INVALID_REQUEST, "request body must be a JSON array of providers")
+    providers = validate_providers(body)
+    await rpc(request, "settings.post_media_providers", {"providers": providers})
+    return ok(request)
+
+
+@routes.delete(PROVIDERS + "/{name}")
+async def delete_provider(request: web.Request) -> web.Response:
+    require_admin(request)
+    await rpc(request, "settings.delete_media_provider", {"name": request.match_info["name"]})
+    return ok(request)
+
+
+@routes.post("/v1/settings/backup")
+async def backup(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = validate(BackupRequest, await read_json(request))
+    result = await rpc(request, "settings.backup", {"password": body.password}, BACKUP_TIMEOUT_S)
+    return ok(request, {"settings": {"data": result["data"]}})
+
+
+@routes.post("/v1/settings/restore")
+async def restore(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = validate(RestoreRequest, await _read_large_json(request))
+    await rpc(request, "settings.restore", {"password": body.password, "data": body.data}, BACKUP_TIMEOUT_S)
+    log.info("restore accepted by coreapp")
+    return ok(request)

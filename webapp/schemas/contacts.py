@@ -1,0 +1,29 @@
+"""Body of ``POST /v1/contacts`` (reference §2.12).
+
+Each contact is a string in any phone format; whether it is a possible number is coreapp's call (an
+impossible one is answered ``invalid``, not refused), so only the shape is checked here.  The list holds
+1 to ``MAX_CONTACTS`` entries: the reference names no bound, and 1000 keeps one network round trip and one
+cache transaction small while covering any sane batch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from webapp.schemas.base import RequestModel
+
+MAX_CONTACTS = 1000
+MAX_CONTACT_LENGTH = 64
+
+Contact = Annotated[str, Field(min_length=1, max_length=MAX_CONTACT_LENGTH)]
+
+
+class ContactsBody(RequestModel):
+    blocking: Literal["wait", "no_wait"] = "no_wait"
+    contacts: Annotated[list[Contact], Field(min_length=1, max_length=MAX_CONTACTS)]
+    force_check: bool = False
+
+    def rpc_payload(self) -> dict[str, Any]:
+        return {"blocking": self.blocking, "contacts": list(self.contacts), "force_check": self.force_check}

@@ -1,0 +1,168 @@
+"""Response payloads for the OpenAPI document (reference §2.1, §2.11).
+
+Only the document uses these (routes build plain dicts), so they describe what clients may rely on and allow
+extra keys; the envelope models are the contract of every answer: ``meta`` always, ``errors`` on failure.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.appsettings import ApplicationSettings
+
+
+class Meta(BaseModel):
+    api_status: Literal["deprecated", "experimental", "stable"]
+    version: str
+
+
+class SuccessEnvelope(BaseModel):
+    """Every success body carries ``meta`` next to its payload."""
+
+    meta: Meta
+
+
+class ErrorEntry(BaseModel):
+    code: int = Field(description="On-Prem error code (shared/errors.py ErrorCode)")
+    title: str
+    details: str | None = None
+    href: str | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    """Every failure: ``meta`` plus at least one error."""
+
+    meta: Meta
+    errors: list[ErrorEntry] = Field(min_length=1)
+
+
+# --- users ---------------------------------------------------------------------------------------------------
+
+
+class IssuedToken(BaseModel):
+    token: str
+    expires_after: str = Field(description="e.g. 2018-03-01 15:29:26+00:00")
+
+
+class LoginResponse(BaseModel):
+    users: list[IssuedToken]
+
+
+class UserName(BaseModel):
+    username: str
+
+
+class UsersResponse(BaseModel):
+    users: list[UserName]
+
+
+class UserDetails(BaseModel):
+    ROLES: Literal["ROLE_ADMIN", "ROLE_USER"]
+    username: str
+
+
+class UserDetailsResponse(BaseModel):
+    users: list[UserDetails]
+
+
+# --- account, health, messages, settings ---------------------------------------------------------------------
+
+
+class VName(BaseModel):
+    vname: str
+
+
+class AccountCodeSent(BaseModel):
+    account: list[VName]
+
+
+class Health(BaseModel):
+    gateway_status: Literal["connected", "connecting", "disconnected", "uninitialized", "unregistered"]
+
+
+class HealthResponse(BaseModel):
+    health: Health
+
+
+class MessageIdEntry(BaseModel):
+    id: str
+
+
+class MessagesResponse(BaseModel):
+    messages: list[MessageIdEntry]
+
+
+class ApplicationSettingsDocument(ApplicationSettings):
+    """GET adds the read-only ``wa_id`` once registered (reference §2.8)."""
+
+    model_config = ConfigDict(extra="allow")
+    wa_id: str | None = None
+
+
+class ApplicationSettingsWrapper(BaseModel):
+    application: ApplicationSettingsDocument
+
+
+class ApplicationSettingsResponse(BaseModel):
+    settings: ApplicationSettingsWrapper
+
+
+# --- operations ----------------------------------------------------------------------------------------------
+
+
+class MetricSample(BaseModel):
+    labels: dict[str, str]
+    value: float | None
+
+
+class MetricFamily(BaseModel):
+    data: list[MetricSample]
+    help: str
+    type: Literal["gauge", "counter"]
+
+
+class StatsResponse(BaseModel):
+    """``{"stats": {"app"|"db"|"web": {"<metric>": {...}}}}``."""
+
+    stats: dict[str, dict[str, MetricFamily]]
+
+
+class CoreSupport(BaseModel):
+    version: str
+    client_version: str
+    python: str
+    uptime_s: float
+    gateway_status: str
+    registered: bool
+    db_engine: Literal["MYSQL", "PGSQL", "SQLITE"]
+    bus: Literal["LOCAL", "MQTT"]
+    counts: dict[str, int]
+
+
+class WebSupport(BaseModel):
+    version: str
+    client_version: str
+    python: str
+    uptime_s: float = Field(description="seconds since the webapp process started")
+    bus: Literal["LOCAL", "MQTT"]
+
+
+class Support(BaseModel):
+    webapp: WebSupport
+    coreapp: CoreSupport | None = Field(description="null when coreapp did not answer")
+    coreapp_error: str | None = None
+
+
+class SupportResponse(BaseModel):
+    support: Support
+
+
+class GcResult(BaseModel):
+    deleted: int = Field(ge=0, description="messages deleted (with their receipt log rows)")
+    complete: bool = Field(description="false when the time budget ran out first: call again to continue")
+
+
+class GcResponse(BaseModel):
+    gc: GcResult

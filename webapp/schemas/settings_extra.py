@@ -1,0 +1,34 @@
+"""Request bodies of the settings endpoints beyond ``/v1/settings/application`` (models in ``shared.profiles``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from shared.errors import ApiError, ErrorCode
+from shared.profiles import MediaProvider
+from webapp.envelope import validation_failed
+from webapp.schemas.base import RequestModel
+
+_PROVIDERS = TypeAdapter(list[MediaProvider])
+
+
+class BackupRequest(RequestModel):
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RestoreRequest(RequestModel):
+    password: str = Field(min_length=1, max_length=1024)
+    data: str = Field(min_length=1)
+
+
+def validate_providers(body: Any) -> list[dict[str, Any]]:
+    """A non-empty JSON array of providers, normalised as coreapp stores them; 1008/1009/1010."""
+    try:
+        providers = _PROVIDERS.validate_python(body)
+    except ValidationError as exc:
+        raise validation_failed(exc) from None
+    if not providers:
+        raise ApiError(ErrorCode.MISSING_PARAMETER, "at least one provider is required")
+    return [p.model_dump(exclude_none=True) for p in providers]
