@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
 
 from chatd.app import Chatd
 from chatd.cli import run
 from shared.config import ConfigError, default_env_file, load_settings
-from shared.lifecycle import run_process
+from shared.lifecycle import run_process, stop_event
 from shared.logging import setup_logging, stop_logging
 
 log = logging.getLogger("openprem.chatd")
@@ -26,11 +23,7 @@ async def serve() -> int:
         return 2
     setup_logging(settings.log, settings.paths.log_dir, "chatd")
     chatd = Chatd(settings.sandbox)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     await chatd.start()
     try:
         if os.environ.get("WA_SANDBOX_DEMO", "").lower() in ("1", "true", "yes"):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import sys
 
 from coreapp.app import CoreApp, run_migrations
 from shared.bus import make_bus
 from shared.config import ConfigError, Settings, default_env_file, load_settings
-from shared.lifecycle import run_process
+from shared.lifecycle import run_process, stop_event
 from shared.logging import setup_logging, stop_logging
 from shared.tasks import TaskSupervisor
 
@@ -23,10 +21,7 @@ async def _serve(settings: Settings) -> None:
     supervisor = TaskSupervisor("coreapp-bus")
     bus = make_bus(settings.bus, NODE_ID, supervisor)
     app = CoreApp(settings, bus)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     try:
         await app.start()
         await stop.wait()

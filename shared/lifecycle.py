@@ -9,7 +9,9 @@ exits 1, while anything else keeps its traceback in the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 from collections.abc import Coroutine
 from typing import Any
 
@@ -49,3 +51,13 @@ def run_process(process: str, main: Coroutine[Any, Any, Any]) -> int:
             log.critical("%s cannot run: %s", process, reason)
         return EXIT_FAILED
     return int(result) if isinstance(result, int) else 0
+
+
+def stop_event() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (docker stop, Ctrl-C), so a process can stop in its own order."""
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+            loop.add_signal_handler(signum, event.set)
+    return event

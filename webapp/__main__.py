@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import re
-import signal
 import socket
 import sys
 
 from shared.bus import make_bus
 from shared.config import BusKind, ConfigError, Settings, default_env_file, load_settings
-from shared.lifecycle import run_process
+from shared.lifecycle import run_process, stop_event
 from shared.logging import setup_logging, stop_logging
 from webapp.app import WebApp, run_migrations
 
@@ -28,10 +26,7 @@ async def serve(settings: Settings) -> None:
     if settings.bus.kind is BusKind.LOCAL:
         log.warning("WA_BUS=LOCAL in a standalone webapp: no coreapp can answer; use WA_BUS=MQTT or `openprem run`")
     bus = make_bus(settings.bus, node_id())
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = stop_event()
     await bus.start()
     app = WebApp(settings, bus)
     try:
