@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-TYPED_PACKAGES := shared webapp coreapp chatd openprem
+TYPED_PACKAGES := shared webapp coreapp chatd openprem bench
 
 .PHONY: help run test lint typecheck pytest migrate bench clean clean-data venv
 

@@ -19,12 +19,15 @@ from chatd.clock import Clock
 from chatd.delivery import PhoneDelivery
 from chatd.directory import Directory
 from chatd.faults import FaultError, Faults, describe
+from chatd.limits import LimitError, Limits
 from chatd.outbox import Outbox
 from chatd.phones import PhoneError, Phones
+from chatd.policy import Policy, PolicyError
 from chatd.registration import Registrar
 from chatd.router import Router
 from chatd.store import Store
-from chatd.templates import TemplateError, TemplateStore
+from chatd.templates import TemplateError, TemplateStore, approval_delay
+from shared.wire.frames import IdentityChanged
 
 log = logging.getLogger("openprem.chatd.admin")
 
@@ -50,7 +53,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(exc.status, str(exc))
     except PhoneError as exc:
         return _error(exc.status, str(exc))
-    except (FaultError, TemplateError) as exc:
+    except (FaultError, TemplateError, PolicyError, LimitError) as exc:
         return _error(400, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -95,7 +98,11 @@ class AdminApi:
         router: Router,
         templates: TemplateStore,
         faults: Faults,
+        policy: Policy | None = None,
+        limits: Limits | None = None,
     ) -> None:
+        self._limits = limits if limits is not None else Limits(store, clock)
+        self._policy = policy if policy is not None else Policy(store)
         self._ca = ca
         self._clock = clock
         self._store = store
@@ -121,12 +128,20 @@ class AdminApi:
         app.router.add_post("/admin/phones/{wa_id}/send", self.send)
         app.router.add_post("/admin/phones/{wa_id}/read", self.read)
         app.router.add_get("/admin/phones/{wa_id}/sent", self.sent)
+        app.router.add_post("/admin/phones/{wa_id}/reinstall", self.reinstall)
+        app.router.add_post("/admin/phones/{wa_id}/change-number", self.change_number)
         app.router.add_get("/admin/businesses", self.businesses)
         app.router.add_get("/admin/templates", self.list_templates)
         app.router.add_post("/admin/templates", self.create_template)
         app.router.add_get("/admin/faults", self.list_faults)
         app.router.add_post("/admin/faults", self.add_fault)
         app.router.add_delete("/admin/faults", self.clear_faults)
+        app.router.add_get("/admin/policy", self.get_policy)
+        app.router.add_patch("/admin/policy", self.patch_policy)
+        app.router.add_get("/admin/limits", self.get_limits)
+        app.router.add_patch("/admin/limits", self.patch_limits)
+        app.router.add_patch("/admin/limits/{wa_id}", self.patch_business_limits)
+        app.router.add_post("/admin/businesses/{wa_id}/kick", self.kick_business)
         app.router.add_get("/admin/clock", self.clock)
         app.router.add_post("/admin/clock/advance", self.advance_clock)
         return app
@@ -202,6 +217,35 @@ class AdminApi:
         await self._phones.read(phone, message_id)
         return web.json_response({})
 
+    async def reinstall(self, request: web.Request) -> web.Response:
+        """The user reinstalled WhatsApp: new identity keys; the businesses it knew get ``IdentityChanged``."""
+        phone = self._phones.require(request.match_info["wa_id"].lstrip("+"))
+        notified = await self._phones.reinstall(phone)
+        await self._tell(notified, IdentityChanged(wa_id=phone.wa_id, timestamp=self._clock.timestamp()))
+        log.warning("+%s reinstalled WhatsApp: new identity keys, %d business(es) told", phone.wa_id, len(notified))
+        return web.json_response({**self._describe(phone.wa_id), "notified": notified})
+
+    async def change_number(self, request: web.Request) -> web.Response:
+        """``{"new_wa_id"}``: the user moves to a new number (a new phone); the old one stops being a user."""
+        phone = self._phones.require(request.match_info["wa_id"].lstrip("+"))
+        new_wa_id = _digits(await _body(request), "new_wa_id")
+        if phone.state.changed_number:
+            raise BadRequest(f"+{phone.wa_id} already moved to +{phone.state.new_wa_id}", status=409)
+        state = phone.state
+        await self._phones.create(new_wa_id, state.name, state.devices, state.online)
+        state.changed_number, state.new_wa_id = True, new_wa_id
+        self._phones.save_state(phone)
+        notified = self._phones.known_businesses(phone)
+        frame = IdentityChanged(wa_id=phone.wa_id, timestamp=self._clock.timestamp(), new_wa_id=new_wa_id)
+        await self._tell(notified, frame)
+        log.warning("+%s changed number to +%s; %d business(es) told", phone.wa_id, new_wa_id, len(notified))
+        return web.json_response({**self._describe(phone.wa_id), "notified": notified})
+
+    async def _tell(self, businesses: list[str], frame: IdentityChanged) -> None:
+        for business in businesses:
+            await self._outbox.enqueue(business, frame)
+        await self._store.sync()
+
     async def businesses(self, request: web.Request) -> web.Response:
         docs = [
             {
@@ -215,14 +259,23 @@ class AdminApi:
         ]
         return web.json_response({"businesses": docs})
 
+    def _template_doc(self, t: Any) -> dict[str, Any]:
+        doc = _template(t)
+        approves_at = self._templates.approves_at(t)
+        if approves_at is not None:
+            doc["status"], doc["approves_at"] = "pending", approves_at
+        return doc
+
     async def list_templates(self, request: web.Request) -> web.Response:
-        return web.json_response({"templates": [_template(t) for t in self._templates.all()]})
+        return web.json_response({"templates": [self._template_doc(t) for t in self._templates.all()]})
 
     async def create_template(self, request: web.Request) -> web.Response:
-        template = self._templates.parse(await _body(request))
-        self._templates.put(template)
+        """``approval_delay_s`` (0-1200) with ``status: approved``: pending until then, by the sandbox clock."""
+        body = await _body(request)
+        template = self._templates.parse(body)
+        self._templates.put(template, approval_delay(body))
         await self._store.sync()
-        return web.json_response(_template(template), status=201)
+        return web.json_response(self._template_doc(template), status=201)
 
     async def list_faults(self, request: web.Request) -> web.Response:
         return web.json_response({"faults": [describe(f) for f in self._faults.active()]})
@@ -237,6 +290,38 @@ class AdminApi:
         await self._faults.clear()
         log.warning("faults cleared")
         return web.json_response({"faults": []})
+
+    async def get_policy(self, request: web.Request) -> web.Response:
+        return web.json_response(self._policy.describe())
+
+    async def patch_policy(self, request: web.Request) -> web.Response:
+        """``{"turkey": "allowed"|"restricted", "reengagement_window": bool, "sanctioned_prefixes": [...]}``."""
+        self._policy.update(await _body(request))
+        await self._store.sync()
+        return web.json_response(self._policy.describe())
+
+    async def get_limits(self, request: web.Request) -> web.Response:
+        return web.json_response(self._limits.describe())
+
+    async def patch_limits(self, request: web.Request) -> web.Response:
+        """``{"enabled", "pair_burst", "pair_interval_s", "throughput_mps", "min_client_version"}`` (any subset)."""
+        self._limits.update(await _body(request))
+        await self._store.sync()
+        log.warning("limits changed: %s", self._limits.describe())
+        return web.json_response(self._limits.describe())
+
+    async def patch_business_limits(self, request: web.Request) -> web.Response:
+        """``{"throughput_mps": 1-1000 | null, "quality_limited": bool}`` for one business."""
+        self._limits.update(await _body(request), business=request.match_info["wa_id"].lstrip("+"))
+        await self._store.sync()
+        return web.json_response(self._limits.describe())
+
+    async def kick_business(self, request: web.Request) -> web.Response:
+        """Close the business's live session (it reconnects: tests use it to force a reconnect)."""
+        wa_id = request.match_info["wa_id"].lstrip("+")
+        if not await self._router.kick(wa_id, "kicked by the sandbox operator"):
+            raise BadRequest(f"+{wa_id} is not connected", status=404)
+        return web.json_response({"kicked": wa_id})
 
     async def clock(self, request: web.Request) -> web.Response:
         return web.json_response({"now": self._clock.now(), "offset_s": self._clock.offset_s})

@@ -18,9 +18,11 @@ from chatd.clock import Clock
 from chatd.delivery import PhoneDelivery
 from chatd.directory import Directory
 from chatd.faults import Faults
+from chatd.limits import Limits
 from chatd.media import MediaStore
 from chatd.outbox import Outbox
 from chatd.phones import Phones
+from chatd.policy import Policy
 from chatd.registration import Registrar
 from chatd.router import Router
 from chatd.server import ChatServer
@@ -68,18 +70,31 @@ class Chatd:
         if "offset" in saved:
             clock.advance(float(saved["offset"]))
         clock.on_advance(lambda: store.put(_CLOCK, "offset", repr(clock.offset_s)))
+        self._faults.use_clock(clock.now)
+        limits = Limits(store, clock)
 
         directory = Directory(store)
         registrar = Registrar(ca, directory, store, clock)
-        templates = TemplateStore(store)
+        templates = TemplateStore(store, clock)
         outbox = Outbox(store, clock, tasks)
         media = self._media_store = MediaStore(s.data_dir / "media", store, clock, s.server_name)
         phones = Phones(store, directory, outbox, clock, media=media)
+        policy = Policy(store)
         delivery = PhoneDelivery(
-            store, phones, directory, outbox, clock, tasks, s.receipt_delay_s, s.read_delay_s, media=media
+            store,
+            phones,
+            directory,
+            outbox,
+            clock,
+            tasks,
+            s.receipt_delay_s,
+            s.read_delay_s,
+            media=media,
+            policy=policy,
         )
-        router = Router(store, directory, phones, delivery, outbox, templates, clock, tasks)
-        for component in (directory, registrar, templates, outbox, media, phones, delivery, router):
+        delivery.unrenderable = templates.render_failure  # phones render templates from the network's copy
+        router = Router(store, directory, phones, delivery, outbox, templates, clock, tasks, limits=limits)
+        for component in (directory, registrar, templates, outbox, media, phones, policy, delivery, router, limits):
             await component.load()
         await store.sync()
         self._phones = phones
@@ -96,6 +111,7 @@ class Chatd:
                 tasks=tasks,
                 clock=clock,
                 media=media,
+                limits=limits,
             )
 
         ssl_context = await asyncio.to_thread(ca.server_ssl_context)
@@ -118,6 +134,8 @@ class Chatd:
             router=router,
             templates=templates,
             faults=self._faults,
+            policy=policy,
+            limits=limits,
         )
         self._admin = web.AppRunner(admin.app(), access_log=None)
         await self._admin.setup()

@@ -1,4 +1,8 @@
-"""``python -m chatd <command>``: the admin API from a shell (stdlib HTTP, so it works in any container)."""
+"""``python -m chatd <command>``: the admin API from a shell (stdlib HTTP, so it works in any container).
+
+Every admin route has a command (README "The sandbox" lists them); ``key=value`` arguments become a JSON body,
+with true/false, integers and ``null`` typed and a value with a dot that parses as a number sent as one.
+"""
 
 from __future__ import annotations
 
@@ -37,12 +41,19 @@ def _call(base: str, method: str, path: str, body: dict[str, Any] | None = None)
 
 
 def _value(text: str) -> Any:
-    """``key=value`` values: true/false and integers are typed, the rest stay strings."""
+    """``key=value`` values: true/false/null and numbers are typed, the rest (versions like 2.41.3) stay strings."""
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    if text.isdigit() and not text.startswith("0"):
+    if lowered == "null":
+        return None
+    if text.isdigit() and (text == "0" or not text.startswith("0")):
         return int(text)
+    if text.count(".") == 1:
+        try:
+            return float(text)
+        except ValueError:
+            pass
     return text
 
 
@@ -91,12 +102,28 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--namespace")
     c.add_argument("--status", default="approved")
     c.add_argument("--body", default="Hello {{1}}")
+    c.add_argument("--approval-delay", type=float, default=0.0, help="seconds (sandbox clock) until approved")
+    sub.add_parser("sent", help="what a phone sent").add_argument("wa_id")
+    sub.add_parser("reinstall", help="the phone reinstalls WhatsApp (new identity keys)").add_argument("wa_id")
+    c = sub.add_parser("change-number", help="the phone's user moves to a new number")
+    c.add_argument("wa_id")
+    c.add_argument("new_wa_id")
+    sub.add_parser("policy")
+    sub.add_parser("policy-set", help="e.g. policy-set turkey=restricted").add_argument("changes", nargs="+")
+    sub.add_parser("limits")
+    c = sub.add_parser("limits-set", help="e.g. limits-set enabled=true pair_burst=45 min_client_version=2.41.3")
+    c.add_argument("changes", nargs="+")
+    c = sub.add_parser("business-limits", help="e.g. business-limits 16315551000 quality_limited=true")
+    c.add_argument("wa_id")
+    c.add_argument("changes", nargs="+")
+    sub.add_parser("kick", help="close a business's session (it reconnects)").add_argument("wa_id")
     sub.add_parser("businesses")
     c = sub.add_parser("fault", help="e.g. fault refuse_port port=5222 / fault drop_after frames=3")
     c.add_argument("kind")
     c.add_argument("params", nargs="*")
     sub.add_parser("faults")
     sub.add_parser("clear-faults")
+    sub.add_parser("clock")
     sub.add_parser("clock-advance").add_argument("seconds", type=float)
     return p
 
@@ -157,7 +184,12 @@ def _dispatch(url: str, args: argparse.Namespace) -> Any:
         body["components"] = [{"type": "BODY", "text": args.body}]
         if args.namespace:
             body["namespace"] = args.namespace
+        if args.approval_delay:
+            body["approval_delay_s"] = args.approval_delay
         return _call(url, "POST", "/admin/templates", body)
+    simple = _simple(args)
+    if simple is not None:
+        return _call(url, *simple)
     if cmd == "businesses":
         return _call(url, "GET", "/admin/businesses")
     if cmd == "fault":
@@ -169,3 +201,28 @@ def _dispatch(url: str, args: argparse.Namespace) -> Any:
     if cmd == "clock-advance":
         return _call(url, "POST", "/admin/clock/advance", {"seconds": args.seconds})
     raise CliError(f"unknown command {cmd}")
+
+
+def _simple(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None] | None:
+    """(method, path, body) of the commands that map straight onto one route."""
+    cmd = args.command
+    wa_id = str(getattr(args, "wa_id", "") or "").lstrip("+")
+    routes: dict[str, tuple[str, str, dict[str, Any] | None]] = {
+        "sent": ("GET", f"/admin/phones/{wa_id}/sent", None),
+        "reinstall": ("POST", f"/admin/phones/{wa_id}/reinstall", {}),
+        "policy": ("GET", "/admin/policy", None),
+        "limits": ("GET", "/admin/limits", None),
+        "kick": ("POST", f"/admin/businesses/{wa_id}/kick", {}),
+        "clock": ("GET", "/admin/clock", None),
+    }
+    if cmd in routes:
+        return routes[cmd]
+    if cmd == "change-number":
+        return "POST", f"/admin/phones/{wa_id}/change-number", {"new_wa_id": args.new_wa_id.lstrip("+")}
+    if cmd == "policy-set":
+        return "PATCH", "/admin/policy", _pairs(args.changes)
+    if cmd == "limits-set":
+        return "PATCH", "/admin/limits", _pairs(args.changes)
+    if cmd == "business-limits":
+        return "PATCH", f"/admin/limits/{wa_id}", _pairs(args.changes)
+    return None

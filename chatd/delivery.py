@@ -4,12 +4,15 @@ Envelopes are persisted in a per-phone queue the moment chatd accepts them (that
 a drain task per phone works through the queue while the phone is online, in order.  Each device decrypts its
 own envelope with its own session: success puts the message in the inbox (once per message id) and schedules
 ``delivered`` (and ``read`` when ``auto_read``) on the sandbox clock; failure sends a ``failed`` receipt at once.
+The network's rules (``chatd.policy``) are applied on the way: some messages are never delivered, some are
+answered ``failed`` with an On-Prem code, and envelopes held longer than 30 days are dropped unreported.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -19,6 +22,7 @@ from chatd.directory import Directory
 from chatd.media import MediaStore, open_media
 from chatd.outbox import Outbox
 from chatd.phones import InboxEntry, Phone, Phones, session_key
+from chatd.policy import HOLD_OFFLINE_S, Drop, Policy, Reject
 from chatd.store import Store
 from shared.errors import ErrorCode
 from shared.tasks import TaskSupervisor
@@ -38,7 +42,8 @@ class Held(msgspec.Struct, kw_only=True):
     business_device: int
     message_id: str
     envelope: Envelope
-    timestamp: int
+    timestamp: int  # the business's own stamp
+    accepted_at: float = 0.0  # chatd's clock when it took the ``Send``: the 30-day hold and 24-hour window run from it
 
 
 _held_decoder = msgspec.json.Decoder(Held)
@@ -68,8 +73,12 @@ class PhoneDelivery:
         read_delay_s: float,
         *,
         media: MediaStore | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self._media = media
+        self._policy = policy if policy is not None else Policy(store)
+        self.unrenderable: Callable[[dict[str, Any]], Reject | None] = lambda content: None
+        """Set by ``Chatd`` to ``chatd.templates.TemplateStore.render_failure``: a template the phone cannot render."""
         self._store = store
         self._phones = phones
         self._directory = directory
@@ -89,16 +98,38 @@ class PhoneDelivery:
             self._next_seq = max(self._next_seq, int(seq) + 1)
 
     def start(self) -> None:
+        self._clock.on_advance(self.expire)
+        self.expire()
         for phone in self._phones.all():
             self.kick(phone)
+
+    def expire(self) -> None:
+        """Drop what has waited longer than the network keeps messages for offline phones: never reported."""
+        cutoff = self._clock.now() - HOLD_OFFLINE_S
+        for wa_id, queue in self._held.items():
+            for seq, held in list(queue.items()):
+                if (held.accepted_at or held.timestamp) < cutoff:
+                    log.info("+%s was offline 30 days: %s from %s dropped", wa_id, held.message_id, held.business)
+                    del queue[seq]
+                    self._store.delete(_HELD, f"{wa_id}/{seq:016d}")
 
     def held_count(self, wa_id: str) -> int:
         return len(self._held.get(wa_id, {}))
 
     def accept(self, business: str, business_device: int, send: Send, phone: Phone) -> None:
         """Take a ``Send`` for ``phone``; durable after the caller's ``store.sync()``."""
-        if phone.state.blocked:
-            log.info("+%s blocked %s: %s accepted, never delivered", phone.wa_id, business, send.message_id)
+        verdict = self._policy.on_accept(phone.state)
+        if isinstance(verdict, Drop):
+            log.info(
+                "+%s: %s from %s accepted, never delivered (%s)", phone.wa_id, send.message_id, business, verdict.reason
+            )
+            return
+        if isinstance(verdict, Reject):
+            log.info(
+                "+%s: %s from %s rejected: %d %s", phone.wa_id, send.message_id, business, verdict.code, verdict.title
+            )
+            # after the receipt delay, like any receipt: the business has the ``Ack`` (``sent``) by then
+            self._reject(business, send.message_id, phone.wa_id, send.envelopes[0].device_id, verdict)
             return
         queue = self._held.setdefault(phone.wa_id, {})
         for envelope in send.envelopes:
@@ -109,6 +140,7 @@ class PhoneDelivery:
                 message_id=send.message_id,
                 envelope=envelope,
                 timestamp=send.timestamp,
+                accepted_at=self._clock.now(),
             )
             queue[seq] = held
             self._store.put(_HELD, f"{phone.wa_id}/{seq:016d}", msgspec.json.encode(held).decode())
@@ -123,6 +155,7 @@ class PhoneDelivery:
 
     async def _drain(self, phone: Phone) -> None:
         try:
+            self.expire()
             queue = self._held.get(phone.wa_id, {})
             while phone.state.online and queue:
                 seq, held = next(iter(queue.items()))
@@ -139,6 +172,10 @@ class PhoneDelivery:
         if device_id not in phone.identities:
             await self._failed(phone, held, f"phone has no device {device_id}")
             return
+        if device_id in phone.state.devices_failing:  # this device fails, the others deliver (seeds: both statuses)
+            reject = Reject(ErrorCode.GENERIC_ASYNC.code, ErrorCode.GENERIC_ASYNC.title, "a recipient device failed")
+            self._reject(held.business, held.message_id, phone.wa_id, device_id, reject)
+            return
         async with phone.lock:
             try:
                 plaintext = await self._decrypt(phone, device_id, held)
@@ -152,8 +189,17 @@ class PhoneDelivery:
         entry = phone.inbox.get(held.message_id)
         first = entry is None
         if entry is None:
+            content = _content(plaintext)
+            late = self._policy.outside_window(str(content["type"]), held.accepted_at, phone.state.last_sent_at)
+            if late is not None:  # the network refuses it; the phone never shows it
+                self._reject(held.business, held.message_id, phone.wa_id, device_id, late)
+                return
+            unrenderable = self.unrenderable(content)
+            if unrenderable is not None:  # "structure unavailable": the phone cannot render the template
+                self._reject(held.business, held.message_id, phone.wa_id, device_id, unrenderable)
+                return
             try:  # a media message is only received once its file is downloaded and checked
-                content = await open_media(self._media, _content(plaintext))
+                content = await open_media(self._media, content)
             except MediaError as exc:
                 await self._failed(phone, held, f"media download failed: {exc}")
                 return
@@ -202,6 +248,19 @@ class PhoneDelivery:
         self._phones.save_session(phone, key, sender_key, session)
         self._phones.save_identity(phone, device_id)
         return plaintext
+
+    def _reject(self, business: str, message_id: str, wa_id: str, device_id: int, reject: Reject) -> None:
+        receipt = Receipt(
+            message_id=message_id,
+            recipient=wa_id,
+            device_id=device_id,
+            status=ReceiptStatus.FAILED,
+            timestamp=int(self._clock.now() + self._receipt_delay),
+            error_code=reject.code,
+            error_title=reject.title,
+            error_details=reject.details,
+        )
+        self._outbox.schedule(business, receipt, self._receipt_delay)
 
     async def _failed(self, phone: Phone, held: Held, reason: str) -> None:
         log.warning(

@@ -22,11 +22,11 @@ import msgspec
 from chatd.clock import Clock
 from chatd.store import Store
 from shared.tasks import TaskSupervisor
-from shared.wire.frames import Deliver, OfflineDone, Receipt
+from shared.wire.frames import Deliver, IdentityChanged, OfflineDone, Receipt
 
 log = logging.getLogger("openprem.chatd.outbox")
 
-Push = Deliver | Receipt
+Push = Deliver | Receipt | IdentityChanged
 _PUSH, _TIMER = "push", "timer"
 
 
@@ -43,7 +43,7 @@ _timer_decoder = msgspec.json.Decoder(Timer)
 class Sink(Protocol):
     """A live business connection."""
 
-    async def push(self, frame: Deliver | Receipt | OfflineDone) -> None: ...
+    async def push(self, frame: Push | OfflineDone) -> None: ...
 
 
 def _key(business: str, server_id: int) -> str:

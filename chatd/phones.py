@@ -56,6 +56,9 @@ class PhoneState(msgspec.Struct, kw_only=True):
     created_at: float = 0.0
     last_sent_at: float | None = None
     changed_number: bool = False  # the user moved to another number: this one is no longer a WhatsApp user
+    new_wa_id: str | None = None  # where it moved (``POST /admin/phones/{wa_id}/change-number``)
+    experiment: bool = False  # in an experiment group: the network refuses business messages (472)
+    devices_failing: list[int] = []  # devices that cannot take messages: they answer ``failed``, the others deliver
 
 
 # field name -> type accepted by PATCH
@@ -67,6 +70,8 @@ PATCHABLE: dict[str, type] = {
     "client_version": str,
     "terms_accepted": bool,
     "changed_number": bool,
+    "experiment": bool,
+    "devices_failing": list,
 }
 
 
@@ -210,6 +215,8 @@ class Phones:
                 raise PhoneError(400, f"'{name}' cannot be changed; changeable: {', '.join(sorted(PATCHABLE))}")
             if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
                 raise PhoneError(400, f"'{name}' must be a {expected.__name__}")
+            if isinstance(value, list) and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise PhoneError(400, f"'{name}' must be a list of device ids")
         for name, value in changes.items():
             setattr(phone.state, name, value)
         self.save_state(phone)
@@ -223,6 +230,27 @@ class Phones:
         ]
         doc["inbox_count"] = len(phone.inbox)
         return doc
+
+    async def reinstall(self, phone: Phone) -> list[str]:
+        """WhatsApp reinstalled: new keys on every device, every session gone; returns the businesses it knew."""
+        async with phone.lock:
+            known = self.known_businesses(phone)
+            for key in phone.sessions:
+                self._store.delete(_SESSION, f"{phone.wa_id}/{key}")
+            phone.sessions.clear()
+            for device_id in list(phone.identities):
+                identity = phone.identities[device_id] = await e2e.Identity.create(_PREKEY_POOL)
+                self.save_identity(phone, device_id)
+                self._directory.publish(
+                    phone.wa_id, device_id, identity.public_key, identity.signed_prekey(), identity.one_time_prekeys()
+                )
+        return known
+
+    def known_businesses(self, phone: Phone) -> list[str]:
+        """The businesses this phone has a session or messages with: those told about its key changes."""
+        known = {key.split("/")[1] for key in phone.sessions} | {e.sender for e in phone.inbox.values()}
+        known |= {e.to for e in phone.sent.values()}
+        return sorted(b for b in known if self._directory.account(b) is not None)
 
     def inbox(self, phone: Phone) -> list[dict[str, Any]]:
         return [entry.message for entry in phone.inbox.values()]

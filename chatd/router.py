@@ -2,7 +2,8 @@
 
 One live session per number: a second login kicks the older one with the conflict notice the original
 network sends.  ``Send`` is deduplicated by message id per business (a resend after a reconnect is acked again,
-never delivered twice) and acked only once its envelopes are durably queued for the phone.
+never delivered twice) and acked only once its envelopes are durably queued for the phone.  A new message over
+the send rates or from a quality-restricted business is refused (429 / 471, ``chatd.limits``) and not accepted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from chatd.contacts import check_contacts
 from chatd.delivery import PhoneDelivery
 from chatd.directory import Directory
 from chatd.errors import Refused
+from chatd.limits import Limits
 from chatd.outbox import Outbox
 from chatd.phones import Phones
 from chatd.registration import set_two_step
@@ -31,6 +33,7 @@ from shared.wire.frames import (
     Frame,
     GetBundles,
     GetTemplates,
+    IdentityChanged,
     OfflineDone,
     Ping,
     Pong,
@@ -54,7 +57,7 @@ class BusinessConn(Protocol):
     wa_id: str
     device_id: int
 
-    async def push(self, frame: Deliver | Receipt | OfflineDone) -> None: ...
+    async def push(self, frame: Deliver | Receipt | IdentityChanged | OfflineDone) -> None: ...
 
     async def kick(self, reason: str, *, conflict: bool) -> None: ...
 
@@ -70,7 +73,9 @@ class Router:
         templates: TemplateStore,
         clock: Clock,
         tasks: TaskSupervisor,
+        limits: Limits | None = None,
     ) -> None:
+        self._limits = limits
         self._store = store
         self._directory = directory
         self._phones = phones
@@ -107,6 +112,15 @@ class Router:
             log.info("+%s left while its backlog was written (%s); it stays pending", conn.wa_id, exc)
             return
         log.info("+%s: offline backlog of %d push(es) written", conn.wa_id, count)
+
+    async def kick(self, wa_id: str, reason: str) -> bool:
+        """Close the number's live session (not a conflict: the client reconnects); False when none."""
+        conn = self._live.get(wa_id)
+        if conn is None:
+            return False
+        log.warning("+%s kicked: %s", wa_id, reason)
+        await conn.kick(reason, conflict=False)
+        return True
 
     def logout(self, conn: BusinessConn) -> None:
         self._outbox.detach(conn.wa_id, conn)
@@ -162,7 +176,7 @@ class Router:
     async def _send(self, conn: BusinessConn, frame: Send) -> Ack:
         to = frame.to.lstrip("+")
         phone = self._phones.get(to)
-        if phone is None:
+        if phone is None or phone.state.changed_number:
             raise Refused(ErrorCode.INVALID_USER, f"{frame.to} is not a WhatsApp user")
         if not frame.envelopes:
             raise Refused(ErrorCode.INVALID_PARAMETER, "a message needs at least one envelope")
@@ -170,6 +184,8 @@ class Router:
         if key in self._seen:
             log.info("+%s resent %s: acked again, not delivered twice", conn.wa_id, frame.message_id)
             return Ack(id=frame.id)
+        if self._limits is not None:
+            self._limits.check_send(conn.wa_id, to)
         self._seen.add(key)
         self._store.put(_SEEN, key, "")
         self._delivery.accept(conn.wa_id, conn.device_id, frame, phone)

@@ -2,6 +2,7 @@
 
 A ``refuse_port`` fault closes that port's listener (new connections are refused, as when 5222 is blocked and
 only 443 answers); clearing the fault listens again.  Existing connections are not touched by it.
+A ``maintenance`` fault kicks every logged-in session (its logins are then refused with code 2 until it ends).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import ssl
 from collections.abc import Callable
 
 from chatd.faults import Faults
-from chatd.session import Session
+from chatd.session import Session, State
 
 log = logging.getLogger("openprem.chatd.server")
 
@@ -67,6 +68,12 @@ class ChatServer:
                     await self._close(port)
                 elif port not in refused and port not in self._servers:
                     await self._open(port)
+            left = self._faults.maintenance_left()
+            if left:
+                reason = f"API maintenance (error code 2): service unavailable for up to {left:.0f}s"
+                for session in [s for s in self._sessions if s.state is State.READY]:
+                    log.warning("maintenance: kicking +%s", session.wa_id)
+                    await session.kick(reason, conflict=False)
 
     async def _open(self, port: int) -> None:
         self._servers[port] = await asyncio.start_server(

@@ -4,6 +4,9 @@
 signs with its identity key); a good ``Login`` makes the session ``READY`` and the router's.  A frame that does
 not decode is logged and answered with ``Error``; the connection carries on unless the length prefix itself is
 unusable (then there is no way to find the next frame, so it closes).
+
+Faults act here (``chatd.faults``): lost or delayed ``Send`` acks, doubled or corrupted pushes, a stalled offline
+backlog, refused logins and API maintenance; ``chatd.limits`` refuses expired client builds at login.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import msgspec
 from chatd.clock import Clock
 from chatd.errors import Refused
 from chatd.faults import Faults
+from chatd.limits import Limits
 from chatd.media import MediaStore
 from chatd.registration import Registrar
 from chatd.router import Router
@@ -26,21 +30,27 @@ from shared.errors import ErrorCode
 from shared.tasks import TaskSupervisor
 from shared.wire import codec, e2e
 from shared.wire.frames import (
+    Ack,
     Challenge,
     Deliver,
     Error,
     Frame,
     Hello,
+    IdentityChanged,
     Kick,
     Login,
     LoginOk,
     OfflineDone,
     Receipt,
     RegisterRequest,
+    Send,
     VerifyRequest,
 )
 
 log = logging.getLogger("openprem.chatd.session")
+
+GARBAGE = b"\xc1" * 24
+"""A well-framed body no MessagePack decoder accepts (0xc1 is never used): what ``corrupt_frame`` writes."""
 
 
 def _salvage_id(body: bytes) -> int:
@@ -72,8 +82,10 @@ class Session:
         tasks: TaskSupervisor,
         clock: Clock,
         media: MediaStore | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._media = media
+        self._limits = limits
         self._reader = reader
         self._writer = writer
         self._router = router
@@ -95,6 +107,9 @@ class Session:
     # --- writing (also the router's and outbox's view of this connection) --------------------------------
 
     async def send(self, frame: Frame) -> None:
+        await self._write(codec.encode(frame))
+
+    async def _write(self, data: bytes) -> None:
         async with self._write_lock:
             if self.state is State.CLOSED:
                 raise ConnectionResetError("session closed")
@@ -103,12 +118,22 @@ class Session:
                 log.info("fault drop_after=%d: closing %s (%s)", limit, self.peer, self.wa_id or "not logged in")
                 self.close()
                 raise ConnectionResetError("dropped by fault injection")
-            self._writer.write(codec.encode(frame))
+            self._writer.write(data)
             self._written += 1
             await self._writer.drain()
 
-    async def push(self, frame: Deliver | Receipt | OfflineDone) -> None:
+    async def push(self, frame: Deliver | Receipt | IdentityChanged | OfflineDone) -> None:
+        if isinstance(frame, OfflineDone):
+            await self.send(frame)
+            return
+        if self._faults.corrupt_push():
+            log.warning("fault corrupt_frame: push %d to +%s written as garbage", frame.id, self.wa_id)
+            await self._write(len(GARBAGE).to_bytes(4, "big") + GARBAGE)
+            return
         await self.send(frame)
+        if self._faults.duplicate_pushes():
+            log.info("fault duplicate_pushes: push %d to +%s written twice", frame.id, self.wa_id)
+            await self.send(frame)
 
     async def kick(self, reason: str, *, conflict: bool) -> None:
         with contextlib.suppress(ConnectionError, OSError):
@@ -166,8 +191,22 @@ class Session:
             log.exception("%s: handling %s failed", self.peer, type(frame).__name__)
             await self._reply_error(frame.id, ErrorCode.INTERNAL.code, "internal error")
             return
-        if reply is not None:
-            await self.send(reply)
+        if reply is None:
+            return
+        if isinstance(frame, Send) and isinstance(reply, Ack):
+            if self._faults.lose_ack():
+                log.warning("fault lose_acks: ack of %s to +%s not sent", frame.message_id, self.wa_id)
+                return
+            delay = self._faults.ack_delay()
+            if delay:
+                self._tasks.spawn(f"delayed-ack:{frame.message_id}", self._send_later(reply, delay))
+                return
+        await self.send(reply)
+
+    async def _send_later(self, frame: Frame, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.send(frame)
 
     async def _reply_error(self, frame_id: int, code: int, message: str) -> None:
         with contextlib.suppress(ConnectionError, OSError):
@@ -206,6 +245,7 @@ class Session:
         if key is None or not e2e.verify_signature(key, self._nonce, frame.signature):
             log.warning("%s: login as +%s refused: bad signature", self.peer, wa_id)
             raise Refused(401, "login refused: signature does not match the registered identity key", close=True)
+        self._refusals(wa_id, hello.client_version)
         self.wa_id, self.device_id = wa_id, hello.device_id
         self.state = State.READY
         await self._router.login(self)
@@ -221,4 +261,27 @@ class Session:
         await self.send(login_ok)
         log.info("%s logged in as +%s (client %s)", self.peer, wa_id, hello.client_version)
         # The backlog is written by its own task so this loop keeps reading the business's acks meanwhile.
-        self._attach = self._tasks.spawn(f"attach:{wa_id}", self._router.attach(self))
+        self._attach = self._tasks.spawn(f"attach:{wa_id}", self._attach_backlog(self._faults.offline_stall()))
+
+    async def _attach_backlog(self, stall_s: float) -> None:
+        if stall_s:
+            log.warning("fault stall_offline: +%s waits %.1fs for its offline backlog", self.wa_id, stall_s)
+            await asyncio.sleep(stall_s)
+        await self._router.attach(self)
+
+    def _refusals(self, wa_id: str, client_version: str) -> None:
+        """Logins the network turns away although the signature is good: maintenance, faults, expired builds."""
+        left = self._faults.maintenance_left()
+        if left:
+            log.warning("%s: login as +%s refused: API maintenance (%.0fs left)", self.peer, wa_id, left)
+            raise Refused(ErrorCode.API_SERVICE, f"API maintenance: service unavailable for {left:.0f}s", close=True)
+        code = self._faults.refuse_login()
+        if code is not None:
+            log.warning("fault refuse_login: login as +%s refused with %d", wa_id, code)
+            raise Refused(code, "login refused (fault injection)", close=True)
+        if self._limits is not None:
+            try:
+                self._limits.check_client(client_version)
+            except Refused as refusal:
+                log.warning("%s: login as +%s refused: %s", self.peer, wa_id, refusal.message)
+                raise

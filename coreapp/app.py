@@ -23,7 +23,7 @@ from coreapp.chat.dispatch import PushDispatcher
 from coreapp.chat.link import ConnState
 from coreapp.services.accept import MessageAcceptor
 from coreapp.services.backup import BackupService
-from coreapp.services.inbound import InboundService
+from coreapp.services.inbound import InboundService, SystemNotices
 from coreapp.services.keys import IdentityChangeHandler, KeyService
 from coreapp.services.media import MediaService
 from coreapp.services.outbound import OutboundSender
@@ -232,13 +232,17 @@ class CoreApp:
         )
         receipts = ReceiptService(db, connection, stores.messages, statuses, stores.settings, notify)
         templates = TemplateService(stores.templates, connection)
-        identity_changes = IdentityChangeHandler(keys, stores.keys, connection, sender.forget_devices)
+        notices = SystemNotices(db, stores.webhooks, stores.settings, notify)
+        identity_changes = IdentityChangeHandler(
+            keys, stores.keys, connection, sender.forget_devices, notices.identity_changed
+        )
         pushes.register(Deliver, inbound.handle)
         pushes.register(Receipt, receipts.handle)
         pushes.register(IdentityChanged, identity_changes.handle)
         if self.media is not None:
             connection.add_sync_step(self.media.on_login)  # before any step that awaits: pushes may need it
         connection.add_sync_step(templates.sync)
+        connection.add_tick(templates.refresh)
 
         connection.add_sync_step(lambda login: keys.top_up(connection, login), after_offline_drain=True)
         connection.add_ready_listener(sender.wake)

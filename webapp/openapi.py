@@ -4,8 +4,9 @@ Each route may declare itself with ``@doc(...)``: its request model (the very py
 validates the body, so the contract cannot drift from the validation), its success payloads and the error
 statuses it can answer.  Error statuses implied by the route's shape are added automatically (401 unless
 public, 403 for admin-only routes, 400/413 with a body, 400 with query parameters, 404 with path parameters,
-503 when it calls coreapp).  Routes without a declaration still appear, with a permissive body, so the
-document always lists every endpoint.  Success bodies are ``<payload> + meta``; errors are the On-Prem
+503 when it calls coreapp).  Every route declares itself (``tests/contract/test_openapi_complete.py`` fails on
+one that does not; ``undocumented_routes`` lists them); one without would still appear, with a permissive
+body, so the document always lists every endpoint.  Success bodies are ``<payload> + meta``; errors are the On-Prem
 envelope (``meta`` + ``errors``).
 """
 
@@ -31,6 +32,16 @@ _ATTR = "__openprem_operation__"
 _REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 _DOCUMENTED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+BINARY: Mapping[str, Any] = {"type": "string", "format": "binary"}
+"""Schema of a raw binary body (media, photos), for ``raw_body`` / ``raw_responses``."""
+TEXT: Mapping[str, Any] = {"type": "string"}
+"""Schema of a text body (PEM, Prometheus exposition)."""
+
+
+def binary_content(media_types: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+    """``raw_body`` / ``raw_responses`` entry for raw bytes in any of ``media_types``."""
+    return {media_type: BINARY for media_type in sorted(media_types)}
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,17 @@ def doc(summary: str, **kwargs: Any) -> Callable[[F], F]:
 def operation_of(handler: Any) -> Operation | None:
     found = getattr(handler, _ATTR, None)
     return found if isinstance(found, Operation) else None
+
+
+def undocumented_routes(app: web.Application) -> list[str]:
+    """``"METHOD path"`` of every route (catch-alls included) whose handler carries no ``@doc``."""
+    missing = []
+    for route in app.router.routes():
+        if route.resource is None or route.method == hdrs.METH_HEAD:
+            continue  # HEAD comes with GET
+        if operation_of(route.handler) is None:
+            missing.append(f"{route.method} {route.resource.canonical}")
+    return missing
 
 
 def _error_statuses(op: Operation, path_params: Sequence[str]) -> set[int]:

@@ -2,8 +2,15 @@
 
 One supervised task runs it forever: connect (port, then fallback port), log in by signing the server's nonce,
 sync (templates, offline backlog up to ``OfflineDone``, pre-key top-up), then READY until the session drops;
-then reconnect after a capped, jittered backoff.  A ``Kick`` with ``conflict`` (another instance took over the
-number) or an expired client version ends it for good: critical log, no reconnect loop.
+then reconnect after a capped, jittered backoff (at most 30 s, so the end of an API maintenance is noticed soon).
+A ``Kick`` with ``conflict`` (another instance took over the number) or an expired client version (login refused
+with 1005: the app expired) ends it for good: critical log, no reconnect loop.
+
+Network time: ``LoginOk.server_time`` and ``Pong.server_time`` keep an offset to the network's clock, and
+``server_now()`` is what timers that depend on the network read (the template cache age): in the sandbox the
+network's clock can jump forward.  Each answered ping also runs the tick steps (``add_tick``) and checks that no
+pipelined request (a ``Send``) has waited longer than ``reply_timeout_s`` for its reply; one that has (a lost ack)
+closes the session, so it is sent again after the reconnect and the network drops the duplicate.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from coreapp.chat.backoff import Backoff
@@ -23,13 +31,15 @@ from shared.config import ChatSettings
 from shared.errors import ErrorCode
 from shared.ids import WaId
 from shared.tasks import TaskSupervisor
-from shared.wire.frames import Ack, Challenge, Frame, Hello, Kick, Login, LoginOk, OfflineDone, Ping
+from shared.wire.frames import Ack, Challenge, Frame, Hello, Kick, Login, LoginOk, OfflineDone, Ping, Pong
 
 log = logging.getLogger("openprem.coreapp.chat")
 
 CONFLICT_MESSAGE = "Conflict: Detected multiple instances with the same number"
 PUSH_QUEUE_SIZE = 10_000
 SyncStep = Callable[[LoginOk], Awaitable[None]]
+TickStep = Callable[[float], Awaitable[None]]
+MAX_BACKOFF_S = 30.0
 Signer = Callable[[bytes], bytes]
 
 
@@ -50,13 +60,15 @@ class ChatConnection:
         self._before_drain: list[SyncStep] = []
         self._after_drain: list[SyncStep] = []
         self._ready_listeners: list[Callable[[], None]] = []
+        self._ticks: list[TickStep] = []
+        self._server_offset = 0.0
         self._state = ConnState.DISCONNECTED
         self._ready = asyncio.Event()
         self._session: ChatSession | None = None
         self._generation = 0
         self._fatal: str | None = None
         self._task: asyncio.Task[None] | None = None
-        self._backoff = Backoff(0.5, 30.0)
+        self._backoff = Backoff(0.5, MAX_BACKOFF_S)
         self._offline_done = asyncio.Event()
         self._pushes: asyncio.Queue[Frame] = asyncio.Queue(PUSH_QUEUE_SIZE)
 
@@ -67,6 +79,25 @@ class ChatConnection:
 
     def add_ready_listener(self, listener: Callable[[], None]) -> None:
         self._ready_listeners.append(listener)
+
+    def add_tick(self, step: TickStep) -> None:
+        """Run ``step(server_now)`` after every answered ping (periodic work on network time)."""
+        self._ticks.append(step)
+
+    # --- network time ---------------------------------------------------------------------------------------
+
+    def server_now(self) -> float:
+        """The network's clock (epoch seconds) as last reported, advanced by local time since."""
+        return time.time() + self._server_offset
+
+    def _saw_server_time(self, server_time: float) -> None:
+        if server_time > 0:
+            self._server_offset = server_time - time.time()
+
+    @property
+    def reply_timeout_s(self) -> float:
+        """How long a request may wait for its reply before the session counts as broken (2 ping intervals)."""
+        return max(2.0, 2 * self._settings.ping_interval_s)
 
     # --- ChatLink -------------------------------------------------------------------------------------------
 
@@ -163,9 +194,9 @@ class ChatConnection:
     def _login_refused(self, exc: ChatRemoteError) -> None:
         code = exc.error_code
         if code is ErrorCode.ACCESS_DENIED:  # 1005: this client version expired; reconnecting cannot help
-            self._fatal = f"client version {self._settings.client_version} expired ({exc.message})"
+            self._fatal = f"app expired: client version {self._settings.client_version} ({exc.message})"
         elif code is ErrorCode.API_SERVICE:
-            log.warning("network in maintenance (code 2): %s", exc.message)
+            log.error("login refused: error code 2, API service unavailable (maintenance): %s", exc.message)
         else:
             log.error("login refused: %s", exc)
 
@@ -185,7 +216,9 @@ class ChatConnection:
             hello = Hello(wa_id=self._wa_id, client_version=self._settings.client_version)
             challenge = expect(await session.request(hello), Challenge)
             login_ok = expect(await session.request(Login(signature=self._signer(challenge.nonce))), LoginOk)
-            log.info("logged in as %s on port %d", self._wa_id, session.port)
+            self._saw_server_time(login_ok.server_time)
+            fallback = session.port != self._settings.port
+            log.info("logged in as %s on port %d%s", self._wa_id, session.port, " (fallback)" if fallback else "")
             self._set_state(ConnState.SYNCING)
             for step in self._before_drain:
                 await step(login_ok)
@@ -253,10 +286,30 @@ class ChatConnection:
         while not session.closed:
             await asyncio.sleep(interval)
             try:
-                await session.request(Ping(), timeout_s=max(5.0, interval / 2))
+                pong = await session.request(Ping(), timeout_s=max(5.0, interval / 2))
             except ChatUnavailable as exc:
                 log.warning("ping failed (%s); reconnecting", exc)
                 await session.close("ping timeout")
                 return
             except ChatRemoteError as exc:
                 log.warning("ping answered with an error: %s", exc)
+                continue
+            if isinstance(pong, Pong):
+                self._saw_server_time(pong.server_time)
+            waited = session.oldest_unanswered_s()
+            if waited > self.reply_timeout_s:
+                log.warning("a request got no reply for %.0fs (lost by the network?); reconnecting to resend", waited)
+                await session.close("reply timeout")
+                return
+            if self._state is ConnState.READY:
+                await self._run_ticks()
+
+    async def _run_ticks(self) -> None:
+        now = self.server_now()
+        for step in self._ticks:
+            try:
+                await step(now)
+            except (ChatUnavailable, ChatRemoteError) as exc:
+                log.warning("periodic step failed: %s", exc)
+            except Exception:
+                log.exception("periodic step failed")

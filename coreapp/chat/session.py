@@ -2,7 +2,9 @@
 
 Requests get the next client frame id and wait on a future keyed by that id; the reader resolves it with the
 reply.  Pushes (frames the server starts) go to ``on_push``.  When the stream ends every waiting request fails
-at once with ``ChatUnavailable``.
+at once with ``ChatUnavailable``.  A frame that does not decode is dropped (logged with the reason) and the
+session is closed: if it was a push it stays unacked on the network, which replays it after the reconnect; if it
+was a reply, its request is failed now rather than left waiting.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -36,6 +39,7 @@ class ChatSession:
         self._on_push = on_push
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Frame]] = {}
+        self._sent_at: dict[int, float] = {}
         self._closed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self.close_reason = ""
@@ -61,10 +65,12 @@ class ChatSession:
         frame.id = next(self._ids)
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._pending[frame.id] = future
+        self._sent_at[frame.id] = time.monotonic()
         try:
             await self._channel.write(frame)
         except ChannelClosed:
             self._pending.pop(frame.id, None)
+            self._sent_at.pop(frame.id, None)
             await self.close("write failed")
             raise
         return future
@@ -72,13 +78,25 @@ class ChatSession:
     async def request(self, frame: Frame, timeout_s: float = DEFAULT_TIMEOUT_S) -> Frame:
         """Send ``frame`` and return its reply; ``ChatRemoteError`` for an ``Error`` reply."""
         future = await self.send_request(frame)
+        self._sent_at.pop(frame.id, None)  # it has its own timeout: not the watchdog's (pipelined requests only)
         try:
             async with asyncio.timeout(timeout_s):
                 reply = await future
         except TimeoutError:
             self._pending.pop(frame.id, None)
+            self._sent_at.pop(frame.id, None)
             raise ChatUnavailable(f"no reply to {type(frame).__name__} within {timeout_s:.0f}s") from None
         return check_reply(reply)
+
+    def oldest_unanswered_s(self) -> float:
+        """How long the oldest pipelined request (``send_request``) has waited for its reply (0: none waits)."""
+        for frame_id in list(self._sent_at):
+            future = self._pending.get(frame_id)
+            if future is None or future.done():
+                del self._sent_at[frame_id]
+                continue
+            return time.monotonic() - self._sent_at[frame_id]
+        return 0.0
 
     async def reply(self, frame: Frame) -> None:
         """Answer a push (``Ack``, ``Pong``) with the push's id; the caller sets ``frame.id``."""
@@ -97,6 +115,7 @@ class ChatSession:
 
     def _fail_pending(self, reason: str) -> None:
         pending, self._pending = self._pending, {}
+        self._sent_at.clear()
         for future in pending.values():
             if not future.done():
                 future.set_exception(ChatUnavailable(f"connection lost: {reason}"))
@@ -109,8 +128,12 @@ class ChatSession:
                 try:
                     frame = await self._channel.read()
                 except FrameError as exc:
-                    log.warning("dropped a frame that does not decode: %s", exc)
-                    continue
+                    log.warning(
+                        "dropped a frame that does not decode (%s); reconnecting so the network replays it", exc
+                    )
+                    reason = f"undecodable frame: {exc}"
+                    self.close_reason = self.close_reason or reason
+                    break
                 self._route(frame)
                 if isinstance(frame, Ping):
                     await self._channel.write(Pong(id=frame.id))
@@ -129,6 +152,7 @@ class ChatSession:
         if isinstance(frame, Ping):
             return
         future = self._pending.pop(frame.id, None)
+        self._sent_at.pop(frame.id, None)
         if future is None or future.done():
             log.warning("dropped a %s for unknown request id %d", type(frame).__name__, frame.id)
             return

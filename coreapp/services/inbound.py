@@ -9,7 +9,9 @@ recognised) and acked, rather than redelivered forever.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,13 +25,14 @@ from coreapp.services.keys import KeyService
 from coreapp.services.media import MediaService
 from coreapp.storage.keys import KeyStore
 from coreapp.storage.messages import MessageStore
+from coreapp.storage.settings import SettingsStore
 from coreapp.storage.webhooks import WebhookKind, WebhookStore
 from coreapp.webhooks import payloads
 from shared.db.engine import Database
 from shared.ids import MessageId, WaId
 from shared.wire import e2e
 from shared.wire.e2e import Identity
-from shared.wire.frames import Deliver, EnvelopeKind
+from shared.wire.frames import Deliver, EnvelopeKind, IdentityChanged
 
 log = logging.getLogger("openprem.coreapp.inbound")
 
@@ -164,3 +167,52 @@ def _parse_content(plaintext: bytes) -> dict[str, Any] | None:
         log.warning("decrypted content is not a message object; stored without a webhook")
         return None
     return content
+
+
+class SystemNotices:
+    """System webhooks about a user (reference §3.1, settings §2.8): ``user_identity_changed`` when
+    ``show_security_notifications``, ``user_changed_number`` when ``notify_user_change_number``.
+
+    The id is derived from the event, so a push redelivered after a crash yields the same id (receivers drop it).
+    """
+
+    def __init__(
+        self, db: Database, webhooks: WebhookStore, settings: SettingsStore, notify_webhooks: Callable[[], None]
+    ) -> None:
+        self._db = db
+        self._webhooks = webhooks
+        self._settings = settings
+        self._notify_webhooks = notify_webhooks
+
+    async def identity_changed(self, frame: IdentityChanged) -> None:
+        settings = await self._settings.get_application()
+        event = f"{frame.wa_id}/{frame.timestamp}/{frame.new_wa_id or ''}".encode()
+        digest = hashlib.sha256(event).digest()
+        message_id = base64.urlsafe_b64encode(b"\x80\x12" + digest[:18]).decode().rstrip("=")
+        if frame.new_wa_id is not None:
+            if not settings.notify_user_change_number:
+                return
+            system = {
+                "body": f"User {frame.wa_id} changed from {frame.wa_id} to {frame.new_wa_id}",
+                "type": "user_changed_number",
+                "new_wa_id": frame.new_wa_id,
+            }
+            body = payloads.system_message(message_id, frame.wa_id, frame.timestamp, system)
+        else:
+            if not settings.show_security_notifications:
+                return
+            key_hash = base64.b64encode(digest[18:26]).decode()
+            system = {
+                "body": f"{frame.wa_id}'s security code changed",
+                "type": "user_identity_changed",
+                "identity": key_hash,
+            }
+            # No 480/1028 acknowledgement flow here: the change is reported as already acknowledged.
+            identity = {"acknowledged": True, "created_timestamp": frame.timestamp, "hash": key_hash}
+            body = payloads.system_message(message_id, frame.wa_id, frame.timestamp, system, identity=identity)
+
+        async def notice_txn(conn: AsyncConnection) -> None:
+            await self._webhooks.enqueue_txn(conn, WebhookKind.INBOUND_MESSAGE, body)
+
+        await self._db.run("inbound.system_notice", notice_txn)
+        self._notify_webhooks()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from coreapp.chat.link import ChatLink
 from coreapp.storage.keys import KeyStore
@@ -86,20 +86,32 @@ class KeyService:
 
 
 class IdentityChangeHandler:
-    """``IdentityChanged`` push: the peer has new keys (reinstall); our sessions with it are dead."""
+    """``IdentityChanged`` push: the peer has new keys (reinstall) or a new number; our sessions with it are dead,
+    so the next message fetches fresh bundles and opens a new session.  ``notify`` emits the system webhook."""
 
     def __init__(
-        self, keys: KeyService, store: KeyStore, link: ChatLink, forget_devices: Callable[[WaId], None]
+        self,
+        keys: KeyService,
+        store: KeyStore,
+        link: ChatLink,
+        forget_devices: Callable[[WaId], None],
+        notify: Callable[[IdentityChanged], Awaitable[None]] | None = None,
     ) -> None:
         self._keys = keys
         self._store = store
         self._link = link
         self._forget_devices = forget_devices
+        self._notify = notify
 
     async def handle(self, frame: IdentityChanged) -> None:
         peer = WaId(frame.wa_id)
         async with self._keys.session_lock(peer):
             await self._store.delete_sessions(peer)
             self._forget_devices(peer)
-        log.info("identity of %s changed; its sessions were reset", peer)
+        if frame.new_wa_id is not None:
+            log.info("%s changed number to %s; its sessions were reset", peer, frame.new_wa_id)
+        else:
+            log.info("identity of %s changed; its sessions were reset", peer)
+        if self._notify is not None:
+            await self._notify(frame)  # committed before the ack: a crash in between repeats it, same id
         await self._link.ack(frame)

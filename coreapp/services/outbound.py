@@ -2,18 +2,22 @@
 
 Crash safety: a message's envelopes and the session states that produced them are committed together before
 the first ``Send``; every later attempt (after a crash or a reconnect) resends those same bytes, so a chain key
-is never used twice and the network drops the duplicate by message id.  Sends are pipelined: up to ``WINDOW``
-messages wait for their ack at once; acks are applied in groups (one transaction each).
+is never used twice and the network drops the duplicate by message id.  The sender works in batches of up to
+``FETCH`` messages: one query loads the sessions of all their peers, missing bundles are fetched concurrently,
+each peer's messages are encrypted in ``seq`` order, and all envelopes + session states of the batch are committed
+in ONE transaction before any of them is sent.  Sends are pipelined: up to ``WINDOW`` messages wait for their ack
+at once; acks are applied in groups (one transaction each).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -36,9 +40,12 @@ from shared.wire.frames import Ack, Bundles, DeviceBundle, Envelope, Error, Fram
 
 log = logging.getLogger("openprem.coreapp.outbound")
 
-WINDOW = 256
+WINDOW = 512
 """Messages sent and waiting for their ack at most."""
-FETCH = 64
+FETCH = 256
+"""Messages taken per sender step: encrypted together and committed in one transaction."""
+BUNDLE_CONCURRENCY = 32
+"""Pre-key bundle requests in flight at once (first messages to new peers)."""
 DEVICE_CACHE_TTL_S = 60.0
 DEVICE_CACHE_MAX = 10_000
 RETRY_LATER = frozenset(
@@ -65,6 +72,23 @@ class RecipientInvalid(Exception):
         super().__init__(f"{code} {title}")
         self.code = code
         self.title = title
+
+
+_GENERIC = StatusError(ErrorCode.GENERIC_ASYNC.code, ErrorCode.GENERIC_ASYNC.title)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """What ``_encrypt_batch`` made of a batch: committed envelopes, failures, peers to retry later."""
+
+    envelopes: dict[MessageId, bytes] = field(default_factory=dict)
+    failed: list[tuple[OutboundMessage, StatusError]] = field(default_factory=list)
+    failed_ids: set[MessageId] = field(default_factory=set)
+
+    def fail_all(self, messages: list[OutboundMessage], error: StatusError) -> None:
+        for message in messages:
+            self.failed.append((message, error))
+            self.failed_ids.add(message.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +126,8 @@ class OutboundSender:
         self._cursor = 0
         self._generation = -1
         self._retry_at: float | None = None
+        self._rewind_to: int | None = None
+        self._peer_retry_at: dict[WaId, float] = {}  # peers whose bundles could not be fetched: not before
         self._tasks: list[asyncio.Task[None]] = []
         # Metrics (``/v1/stats/app``): messages the network acked as sent / answered with a failure.
         self.sent = 0
@@ -137,94 +163,180 @@ class OutboundSender:
                 self._inflight.clear()
             if self._retry_at is not None and time.monotonic() >= self._retry_at:
                 self._retry_at, self._cursor = None, 0
+            if self._rewind_to is not None:
+                self._cursor, self._rewind_to = min(self._cursor, self._rewind_to), None
             free = WINDOW - len(self._inflight)
             batch = await self._messages.pending_outbound(self._cursor, min(free, FETCH)) if free > 0 else []
             if not batch:
                 await self._idle()
                 continue
-            for message in batch:
-                if self._link.generation != self._generation or self._link.state is not ConnState.READY:
-                    break
-                if message.id in self._inflight:
-                    self._cursor = message.seq
-                    continue
-                if not await self._send_one(message):
-                    break
-                self._cursor = message.seq
+            progress = await self._send_batch(batch)
+            if not progress and self._retry_at is not None:  # only deferred messages: do not spin on them
+                await self._idle(max(0.0, self._retry_at - time.monotonic()))
 
-    async def _idle(self) -> None:
+    async def _idle(self, timeout_s: float = IDLE_POLL_S) -> None:
         self._wake.clear()
         try:
-            async with asyncio.timeout(IDLE_POLL_S):
+            async with asyncio.timeout(min(timeout_s, IDLE_POLL_S)):
                 await self._wake.wait()
         except TimeoutError:
             pass
 
-    async def _send_one(self, message: OutboundMessage) -> bool:
-        """Encrypt if needed and send; ``False`` when sending must pause (connection trouble)."""
-        try:
-            envelopes = message.envelopes or await self._encrypt(message)
+    async def _send_batch(self, batch: list[OutboundMessage]) -> bool:
+        """Encrypt what needs it (one commit for the whole batch), then send in ``seq`` order, pipelined.
+
+        Returns whether anything was sent or failed (``False``: everything was deferred or sending paused).
+        """
+        now = time.monotonic()
+        for peer, at in list(self._peer_retry_at.items()):
+            if at <= now:
+                del self._peer_retry_at[peer]
+        todo = [m for m in batch if m.id not in self._inflight]
+        fresh = [m for m in todo if m.envelopes is None and m.peer not in self._peer_retry_at]
+        prepared = _Prepared()
+        if fresh:
+            try:
+                prepared = await self._encrypt_batch(fresh)
+            except ChatUnavailable as exc:  # nothing was committed or sent: all of it stays accepted
+                log.info("sending paused: %s", exc)
+                return False
+        progress = False
+        cursor = batch[-1].seq
+        held: set[WaId] = set()  # peers with a deferred message: their later messages wait too (order)
+        for failed_message, error in prepared.failed:
+            await self._fail(failed_message, error)
+            progress = True
+        for message in todo:
+            if message.id in prepared.failed_ids:
+                continue
+            if message.peer in held or message.peer in self._peer_retry_at:
+                held.add(message.peer)  # its bundles could not be had: it and everything after it waits
+                cursor = min(cursor, message.seq - 1)
+                continue
+            if self._link.generation != self._generation or self._link.state is not ConnState.READY:
+                cursor = min(cursor, message.seq - 1)
+                break
+            envelopes = message.envelopes or prepared.envelopes[message.id]
             frame = Send(
                 message_id=message.id,
                 to=message.peer,
                 envelopes=_envelopes_decoder.decode(envelopes),
                 timestamp=message.timestamp,
             )
-            future = await self._link.send_request(frame)
-        except RecipientInvalid as exc:
-            await self._fail(message, StatusError(exc.code, exc.title))
-            return True
-        except e2e.E2EError as exc:  # an unusable bundle or a corrupt session: this message cannot go
-            log.error("cannot encrypt message %s for %s: %s", message.id, message.peer, exc)
-            await self._fail(message, StatusError(ErrorCode.GENERIC_ASYNC.code, ErrorCode.GENERIC_ASYNC.title))
-            return True
-        except ChatRemoteError as exc:
-            log.warning("cannot prepare message %s yet: %s", message.id, exc)
-            self._retry_later(message)
-            return False
-        except ChatUnavailable as exc:
-            log.info("sending paused: %s", exc)
-            return False
-        self._inflight[message.id] = message
-        future.add_done_callback(functools.partial(self._on_reply, message))
-        return True
+            try:
+                future = await self._link.send_request(frame)
+            except ChatUnavailable as exc:
+                log.info("sending paused: %s", exc)
+                cursor = min(cursor, message.seq - 1)
+                break
+            self._inflight[message.id] = message
+            future.add_done_callback(functools.partial(self._on_reply, message))
+            progress = True
+        if held:
+            self._retry_at = min(self._peer_retry_at.values(), default=time.monotonic() + RETRY_DELAY_S)
+        self._cursor = cursor
+        return progress
 
     def _on_reply(self, message: OutboundMessage, future: asyncio.Future[Frame]) -> None:
         self._replies.put_nowait(_Reply(message, future))
 
     def _retry_later(self, message: OutboundMessage) -> None:
         self._retry_at = time.monotonic() + RETRY_DELAY_S
-        self._cursor = min(self._cursor, message.seq - 1)
+        self._rewind(message.seq - 1)
 
-    async def _encrypt(self, message: OutboundMessage) -> bytes:
-        """Envelopes for every device of the recipient, committed with the session states that made them."""
-        plaintext = message.content.encode()
-        async with self._keys.session_lock(message.peer):
-            sessions = await self._key_store.load_sessions(message.peer)
-            devices = self._cached_devices(message.peer)
-            bundles: dict[int, DeviceBundle] = {}
-            if devices is None or any(d not in sessions for d in devices):
-                bundles = {b.device_id: b for b in await self._fetch_bundles(message.peer)}
-                devices = sorted(bundles)
-                self._devices[message.peer] = (time.monotonic() + DEVICE_CACHE_TTL_S, devices)
-            states: dict[int, str] = {}
-            envelopes: list[Envelope] = []
-            for device in devices:
-                if device in sessions:
-                    state, envelope = await e2e.encrypt(sessions[device], plaintext)
-                else:
-                    state, envelope = await e2e.encrypt_first(self._keys.identity, bundles[device], plaintext)
-                states[device] = state
-                envelopes.append(envelope)
-            encoded = _envelopes_encoder.encode(envelopes)
+    def _rewind(self, seq: int) -> None:
+        """Look at messages after ``seq`` again; applied at the sender's next step (it may be mid-batch now)."""
+        self._rewind_to = seq if self._rewind_to is None else min(self._rewind_to, seq)
 
-            async def persist_txn(conn: AsyncConnection) -> None:
-                for device, state in states.items():
-                    await self._key_store.save_session_txn(conn, message.peer, device, state)
-                await self._messages.set_envelopes_txn(conn, message.id, encoded)
+    async def _encrypt_batch(self, batch: list[OutboundMessage]) -> _Prepared:
+        """Envelopes for every device of each message's recipient, committed with the session states that made
+        them, in ONE transaction, before anything of the batch is sent.
 
-            await self._db.run("outbound.encrypt", persist_txn)
-        return encoded
+        The session locks of every peer in the batch are held from loading the sessions until that commit, so an
+        inbound decrypt cannot interleave with (and overwrite) a ratchet step taken here.  Messages to one peer
+        are encrypted in ``seq`` order, each from the state the previous one left; different peers' bundle
+        fetches run concurrently (``BUNDLE_CONCURRENCY``).  Raises ``ChatUnavailable`` (nothing committed).
+        """
+        by_peer: dict[WaId, list[OutboundMessage]] = {}
+        for message in batch:
+            by_peer.setdefault(message.peer, []).append(message)
+        locks = {id(lock): lock for lock in (self._keys.session_lock(peer) for peer in by_peer)}
+        prepared = _Prepared()
+        async with contextlib.AsyncExitStack() as stack:
+            for _, lock in sorted(locks.items()):  # one global order: no two batches can deadlock
+                await stack.enter_async_context(lock)
+            sessions = await self._key_store.load_sessions_many(by_peer)
+            known: dict[WaId, list[int]] = {}  # peers whose cached devices all have a session
+            for peer in by_peer:
+                devices = self._cached_devices(peer)
+                if devices is not None and all(d in sessions.get(peer, {}) for d in devices):
+                    known[peer] = devices
+            bundles = await self._fetch_bundles_many([peer for peer in by_peer if peer not in known])
+            states: dict[tuple[WaId, int], str] = {}
+            for peer, messages in by_peer.items():
+                peer_bundles = bundles.get(peer)
+                if isinstance(peer_bundles, RecipientInvalid):
+                    error = StatusError(peer_bundles.code, peer_bundles.title)
+                    prepared.fail_all(messages, error)
+                    continue
+                if isinstance(peer_bundles, ChatRemoteError):
+                    log.warning("cannot prepare %d message(s) for %s yet: %s", len(messages), peer, peer_bundles)
+                    self._peer_retry_at[peer] = time.monotonic() + RETRY_DELAY_S
+                    continue
+                devices = known[peer] if peer_bundles is None else sorted(peer_bundles)
+                current = dict(sessions.get(peer, {}))
+                for message in messages:
+                    plaintext = message.content.encode()
+                    try:
+                        made: dict[int, str] = {}
+                        envelopes: list[Envelope] = []
+                        for device in devices:
+                            if device in current:
+                                state, envelope = await e2e.encrypt(current[device], plaintext)
+                            else:
+                                assert peer_bundles is not None
+                                state, envelope = await e2e.encrypt_first(
+                                    self._keys.identity, peer_bundles[device], plaintext
+                                )
+                            made[device] = state
+                            envelopes.append(envelope)
+                    except e2e.E2EError as exc:  # an unusable bundle or a corrupt session: this message cannot go
+                        log.error("cannot encrypt message %s for %s: %s", message.id, peer, exc)
+                        prepared.fail_all([message], _GENERIC)
+                        continue
+                    current.update(made)  # the next message to this peer continues from here
+                    for device, state in made.items():
+                        states[(peer, device)] = state
+                    prepared.envelopes[message.id] = _envelopes_encoder.encode(envelopes)
+
+            if prepared.envelopes:
+
+                async def persist_txn(conn: AsyncConnection) -> None:
+                    await self._key_store.save_sessions_txn(conn, states)
+                    await self._messages.set_envelopes_many_txn(conn, prepared.envelopes)
+
+                await self._db.run("outbound.encrypt", persist_txn)
+        return prepared
+
+    async def _fetch_bundles_many(
+        self, peers: list[WaId]
+    ) -> dict[WaId, dict[int, DeviceBundle] | RecipientInvalid | ChatRemoteError]:
+        """Each peer's bundles by device (caching its device list), or why not; ``ChatUnavailable`` propagates."""
+        if len(self._devices) + len(peers) >= DEVICE_CACHE_MAX:
+            self._devices.clear()
+        limit = asyncio.Semaphore(BUNDLE_CONCURRENCY)
+
+        async def one(peer: WaId) -> dict[int, DeviceBundle] | RecipientInvalid | ChatRemoteError:
+            async with limit:
+                try:
+                    found = {b.device_id: b for b in await self._fetch_bundles(peer)}
+                except (RecipientInvalid, ChatRemoteError) as exc:
+                    return exc
+            self._devices[peer] = (time.monotonic() + DEVICE_CACHE_TTL_S, sorted(found))
+            return found
+
+        results = await asyncio.gather(*(one(peer) for peer in peers))
+        return dict(zip(peers, results, strict=True))
 
     def _cached_devices(self, peer: WaId) -> list[int] | None:
         entry = self._devices.get(peer)
@@ -233,8 +345,6 @@ class OutboundSender:
         return entry[1]
 
     async def _fetch_bundles(self, peer: WaId) -> list[DeviceBundle]:
-        if len(self._devices) >= DEVICE_CACHE_MAX:
-            self._devices.clear()
         try:
             reply = expect(await self._link.request(GetBundles(wa_id=peer)), Bundles)
         except ChatRemoteError as exc:
@@ -270,7 +380,7 @@ class OutboundSender:
                 log.exception("could not record %d send replies; the messages will be sent again", len(replies))
                 for reply in replies:
                     self._inflight.pop(reply.message.id, None)
-                self._cursor = 0
+                self._rewind(0)
 
     async def _apply(self, replies: list[_Reply]) -> None:
         sent: list[OutboundMessage] = []

@@ -50,7 +50,7 @@ class ReceiptService:
         error: StatusError | None = None
         if status is MessageStatus.FAILED:
             code = receipt.error_code or ErrorCode.GENERIC_ASYNC.code
-            error = StatusError(code, receipt.error_title or ErrorCode.from_code(code).title)
+            error = StatusError(code, receipt.error_title or ErrorCode.from_code(code).title, receipt.error_details)
         settings = await self._settings.get_application()
 
         async def receipt_txn(conn: AsyncConnection) -> bool:

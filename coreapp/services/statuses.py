@@ -1,5 +1,9 @@
 """Outbound status changes: monotonic (accepted < sent < delivered < read; failed beside it) and each change
-written with its webhook row in the caller's transaction."""
+written with its webhook row in the caller's transaction.
+
+``failed`` sits beside the ladder because outcomes are per recipient device: a user on two devices can get a
+message on one and not the other, and the business then sees both a ``delivered`` and a ``failed`` (seeds,
+"conflicting message delivery status"), in whichever order the devices answered."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ _LADDER = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
 class StatusError:
     code: int
     title: str
+    details: str | None = None  # ``errors[].details`` of the webhook (e.g. the terms-of-service link)
 
 
 class StatusWriter:
@@ -40,10 +45,10 @@ class StatusWriter:
     ) -> bool:
         """Move an outbound message to ``status`` if that is progress; whether a webhook row was queued.
 
-        ``failed`` is recorded unless the message already reached a device (``delivered``/``read`` stay) and is
-        reported once per message.  A step that skips rungs reports the skipped ones first: a ``delivered``
-        for a message whose ``sent`` ack was lost in a crash implies ``sent``, and ``read`` implies
-        ``delivered``, so a receiver sees every status of the ladder exactly once, in order.
+        ``failed`` is recorded unless the message already reached a device (``delivered``/``read`` stay); a
+        ``delivered`` after a ``failed`` is still reported (another device got it).  A step that skips rungs
+        reports the skipped ones first: a ``delivered`` for a message whose ``sent`` ack was lost in a crash
+        implies ``sent``, and ``read`` implies ``delivered``, so a receiver sees every rung exactly once, in order.
         """
         state = await self._messages.get_state_txn(conn, message_id)
         if state is None or state.direction is not MessageDirection.OUT:
@@ -52,7 +57,7 @@ class StatusWriter:
         reported: list[MessageStatus]
         if status is MessageStatus.FAILED:
             if current is MessageStatus.FAILED:
-                return False
+                return False  # one failed per message, however many devices failed
             if OUTBOUND_RANK.get(current, 0) < OUTBOUND_RANK[MessageStatus.DELIVERED]:
                 await self._messages.set_status_txn(
                     conn, message_id, status, error.code if error else None, error.title if error else None
@@ -60,20 +65,30 @@ class StatusWriter:
             reported = [status]
         else:
             if current is MessageStatus.FAILED:
-                # Another device of the recipient got it after one failed: report just this step.
+                # A device got it after another failed (the message is delivered after all), or the network's
+                # ack arrived after a device's failure (then it stays failed): report just this step.
                 reported = [status]
             else:
                 floor = OUTBOUND_RANK.get(current, 0)
                 if OUTBOUND_RANK[status] <= floor:
                     return False
                 reported = [s for s in _LADDER if floor < OUTBOUND_RANK[s] <= OUTBOUND_RANK[status]]
-            await self._messages.set_status_txn(conn, message_id, status)
+            if not (current is MessageStatus.FAILED and status is MessageStatus.SENT):
+                await self._messages.set_status_txn(conn, message_id, status)
         when = timestamp if timestamp is not None else int(time.time())
-        errors = [{"code": error.code, "title": error.title}] if error is not None else None
+        errors = [_error_entry(error)] if error is not None else None
         queued = False
         for step in reported:
             if payloads.wants_status(settings, step.value):
-                body = payloads.status(message_id, state.peer, step.value, when, errors if step is status else None)
+                step_errors = errors if step is MessageStatus.FAILED else None
+                body = payloads.status(message_id, state.peer, step.value, when, step_errors)
                 await self._webhooks.enqueue_txn(conn, WebhookKind.STATUS_CHANGE, body)
                 queued = True
         return queued
+
+
+def _error_entry(error: StatusError) -> dict[str, object]:
+    entry: dict[str, object] = {"code": error.code, "title": error.title}
+    if error.details:
+        entry["details"] = error.details
+    return entry

@@ -5,9 +5,12 @@ Never log what goes through here: it is key material.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.storage.tables import identity, signal_sessions
@@ -16,6 +19,8 @@ from shared.db.types import upsert
 from shared.ids import WaId
 
 _ROW_ID = 1
+_CHUNK = 200
+"""Rows per multi-row statement: well under every backend's bound-parameter limit (SQLite: 32,766)."""
 
 
 class KeyStore:
@@ -47,6 +52,37 @@ class KeyStore:
 
         return await self._db.run("keys.load_sessions", fn)
 
+    async def load_sessions_many(self, peers: Iterable[WaId]) -> dict[WaId, dict[int, str]]:
+        """Every stored session with each of ``peers``: ``{peer: {device: state}}`` (one query per chunk)."""
+        wanted = sorted(set(peers))
+
+        async def fn(conn: AsyncConnection) -> dict[WaId, dict[int, str]]:
+            found: dict[WaId, dict[int, str]] = {peer: {} for peer in wanted}
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                rows = await conn.execute(
+                    select(signal_sessions.c.peer, signal_sessions.c.device_id, signal_sessions.c.state).where(
+                        signal_sessions.c.peer.in_(chunk)
+                    )
+                )
+                for r in rows:
+                    found[WaId(r.peer)][int(r.device_id)] = str(r.state)
+            return found
+
+        if not wanted:
+            return {}
+        return await self._db.run("keys.load_sessions_many", fn)
+
+    async def save_sessions_txn(self, conn: AsyncConnection, states: Mapping[tuple[WaId, int], str]) -> None:
+        """Upsert many ``(peer, device) -> state`` in the caller's transaction (one statement per chunk)."""
+        now = datetime.now(UTC)
+        rows = [
+            {"peer": peer, "device_id": device, "state": state, "updated_at": now}
+            for (peer, device), state in sorted(states.items())
+        ]
+        for start in range(0, len(rows), _CHUNK):
+            await conn.execute(_upsert_sessions(conn.dialect.name, rows[start : start + _CHUNK]))
+
     async def load_session(self, peer: WaId, device_id: int) -> str | None:
         async def fn(conn: AsyncConnection) -> str | None:
             value = await conn.scalar(
@@ -67,3 +103,23 @@ class KeyStore:
             await conn.execute(delete(signal_sessions).where(signal_sessions.c.peer == peer))
 
         await self._db.run("keys.delete_sessions", fn)
+
+
+def _upsert_sessions(dialect: str, rows: list[dict[str, Any]]) -> Any:
+    """A multi-row ``INSERT … ON CONFLICT/DUPLICATE KEY UPDATE state, updated_at`` for ``signal_sessions``."""
+    if dialect in ("mysql", "mariadb"):
+        my = mysql.insert(signal_sessions).values(rows)
+        return my.on_duplicate_key_update({"state": my.inserted.state, "updated_at": my.inserted.updated_at})
+    if dialect == "postgresql":
+        pg = postgresql.insert(signal_sessions).values(rows)
+        return pg.on_conflict_do_update(
+            index_elements=["peer", "device_id"],
+            set_={"state": pg.excluded.state, "updated_at": pg.excluded.updated_at},
+        )
+    if dialect == "sqlite":
+        lite = sqlite.insert(signal_sessions).values(rows)
+        return lite.on_conflict_do_update(
+            index_elements=["peer", "device_id"],
+            set_={"state": lite.excluded.state, "updated_at": lite.excluded.updated_at},
+        )
+    raise NotImplementedError(f"save_sessions_txn: unsupported dialect {dialect!r}")

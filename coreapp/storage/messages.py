@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.models import MessageDirection, MessageState, MessageStatus, NewMessage, OutboundMessage
 from coreapp.storage.tables import message_receipt_log, messages
 from shared.db.engine import Database
 from shared.ids import MessageId, WaId
+
+_ENVELOPES_CHUNK = 100
+"""Messages per ``set_envelopes_many_txn`` statement (2 bound parameters each)."""
 
 
 class MessageStore:
@@ -91,6 +94,22 @@ class MessageStore:
             .where(messages.c.id == message_id)
             .values(envelopes=envelopes, updated_at=datetime.now(UTC))
         )
+
+    async def set_envelopes_many_txn(self, conn: AsyncConnection, envelopes: Mapping[MessageId, bytes]) -> None:
+        """``set_envelopes_txn`` for many messages: one ``UPDATE … CASE id …`` per chunk, not one per message."""
+        items = sorted(envelopes.items())
+        now = datetime.now(UTC)
+        for start in range(0, len(items), _ENVELOPES_CHUNK):
+            chunk = items[start : start + _ENVELOPES_CHUNK]
+            value = case(
+                {message_id: literal(data, messages.c.envelopes.type) for message_id, data in chunk},
+                value=messages.c.id,
+            )
+            await conn.execute(
+                update(messages)
+                .where(messages.c.id.in_([message_id for message_id, _ in chunk]))
+                .values(envelopes=value, updated_at=now)
+            )
 
     async def get_state_txn(self, conn: AsyncConnection, message_id: MessageId) -> MessageState | None:
         """The message's direction, peer and status, locked for update."""

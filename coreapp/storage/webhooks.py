@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,8 @@ from shared.ids import EventId, new_event_id
 
 LAST_ERROR_MAX = 255
 """Width of ``webhook_outbox.last_error``; longer messages are cut rather than failing the update."""
+DELETE_CHUNK = 500
+"""Rows per ``DELETE … WHERE seq IN (…)`` statement."""
 
 
 class WebhookKind(enum.StrEnum):
@@ -107,6 +109,19 @@ class WebhookStore:
             await conn.execute(delete(webhook_outbox).where(webhook_outbox.c.seq == seq))
 
         await self._db.run("webhooks.delete", fn)
+
+    async def delete_many(self, seqs: Sequence[int]) -> None:
+        """Forget several delivered rows in one transaction (each after its receiver's HTTP 200)."""
+        if not seqs:
+            return
+
+        async def fn(conn: AsyncConnection) -> None:
+            ordered = sorted(seqs)
+            for start in range(0, len(ordered), DELETE_CHUNK):
+                chunk = ordered[start : start + DELETE_CHUNK]
+                await conn.execute(delete(webhook_outbox).where(webhook_outbox.c.seq.in_(chunk)))
+
+        await self._db.run("webhooks.delete_many", fn)
 
     async def defer(self, seq: int, attempts: int, next_attempt_at: datetime, error: str) -> None:
         """Record a failed attempt and when to try again."""

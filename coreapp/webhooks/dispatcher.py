@@ -6,6 +6,11 @@ are delivered in order, a failing head holds back everything queued behind it.  
 restart resumes where the last run stopped; an event whose 200 arrived but whose row was not yet deleted is
 sent again, and receivers drop it by ``X-OpenPrem-Event-Id``.
 
+Delivered rows are deleted in groups, off the delivery path: after a 200 the row's ``seq`` joins ``_delivered``
+(which later reads of the head skip, so it is never posted twice by one run), and a second task deletes what has
+collected (up to ``DELETE_BATCH`` rows, lingering ``DELETE_LINGER_S`` for more) in one transaction.  Still
+"deleted only after a 200"; a crash before that delete posts those events again, as before.
+
 Delivery is strictly sequential: one request in flight.  ``webhooks.max_concurrent_requests`` is accepted but
 not used yet, since parallel requests could complete out of order and the On-Prem ordering promise is the one
 receivers depend on.
@@ -43,7 +48,13 @@ IDLE_POLL_S = 5.0
 """Re-check the outbox this often even without ``notify()`` (a missed wake-up only costs this much)."""
 MAX_SLEEP_S = 60.0
 """Longest single sleep: bounds the effect of a wall-clock jump on a scheduled retry."""
-BATCH = 32
+BATCH = 100
+"""Rows read from the head of the outbox per look."""
+DELETE_BATCH = 100
+"""Delivered rows deleted per transaction at most."""
+DELETE_LINGER_S = 0.05
+"""After the first delivered row, wait this long for more before deleting (fewer, larger transactions)."""
+DELETE_RETRY_S = 1.0
 
 
 @dataclass
@@ -104,6 +115,10 @@ class WebhookDispatcher:
         self._idle_poll_s = idle_poll_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[object] | None = None
+        self._deleter: asyncio.Task[object] | None = None
+        self._delivered: set[int] = set()  # got their 200, row not deleted yet: never posted again by this run
+        self._to_delete: list[int] = []
+        self._delete_wake = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._failed_url: str | None = None  # URL of the last failed attempt: a new URL is tried at once
         self._waiting_for_url = False
@@ -115,6 +130,7 @@ class WebhookDispatcher:
         self._session = aiohttp.ClientSession(timeout=self._timeout)
         self._settings.add_listener(self._on_settings)
         self._task = self._supervisor.spawn_forever("webhooks.dispatcher", self._run, restart_delay_s=2.0)
+        self._deleter = self._supervisor.spawn_forever("webhooks.deleter", self._delete_loop, restart_delay_s=1.0)
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Cancel delivery (an in-flight request is abandoned; its row stays and is sent again next start)."""
@@ -123,6 +139,14 @@ class WebhookDispatcher:
         if task is not None:
             task.cancel()
             await asyncio.wait({task}, timeout=timeout_s)
+        deleter, self._deleter = self._deleter, None
+        if deleter is not None:
+            deleter.cancel()
+            await asyncio.wait({deleter}, timeout=timeout_s)
+        if self._to_delete:  # best effort: whatever is left is posted again next start (receivers dedupe)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(timeout_s):
+                    await self._delete_pending()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -133,7 +157,7 @@ class WebhookDispatcher:
 
     async def queue_size(self) -> int:
         """Events waiting for delivery (``callback_queue_size``)."""
-        return await self._store.count()
+        return max(0, await self._store.count() - len(self._delivered))
 
     def _on_settings(self, _settings: ApplicationSettings) -> None:
         self.notify()
@@ -141,7 +165,10 @@ class WebhookDispatcher:
     async def _run(self) -> None:
         while True:
             self._wake.clear()  # before reading, so a notify() during the read is not lost
-            rows = await self._store.head(BATCH)
+            # A copy taken before the read: the deleter may delete a row (and forget its seq) while the read
+            # is in flight, and the read's snapshot may still hold that row.
+            delivered = set(self._delivered)
+            rows = [r for r in await self._store.head(BATCH + len(delivered)) if r.seq not in delivered]
             wait_s = self._idle_poll_s if not rows else 0.0
             for row in rows:
                 wait = await self._handle(row)
@@ -169,7 +196,9 @@ class WebhookDispatcher:
         error = await self._post(row, url)
         if error is None:
             self._failed_url = None
-            await self._store.delete(row.seq)
+            self._delivered.add(row.seq)
+            self._to_delete.append(row.seq)
+            self._delete_wake.set()
             return None
 
         self._failed_url = url
@@ -215,6 +244,26 @@ class WebhookDispatcher:
         if error is None:
             log.debug("webhook %s (%s) delivered in %.1f ms", row.event_id, row.kind, elapsed_ms)
         return error
+
+    async def _delete_loop(self) -> None:
+        """Delete delivered rows in groups: one transaction per ``DELETE_BATCH`` (or per linger period)."""
+        while True:
+            await self._delete_wake.wait()
+            if len(self._to_delete) < DELETE_BATCH:
+                await asyncio.sleep(DELETE_LINGER_S)
+            try:
+                await self._delete_pending()
+            except Exception:
+                log.exception("could not delete %d delivered webhook rows; retrying", len(self._to_delete))
+                await asyncio.sleep(DELETE_RETRY_S)
+
+    async def _delete_pending(self) -> None:
+        self._delete_wake.clear()
+        while self._to_delete:
+            seqs = self._to_delete[:DELETE_BATCH]
+            await self._store.delete_many(seqs)
+            del self._to_delete[: len(seqs)]
+            self._delivered.difference_update(seqs)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep up to ``seconds`` (bounded), or until ``notify()``."""

@@ -52,6 +52,21 @@ def inbound_message(message: Mapping[str, Any], sender_wa_id: str, sender_name: 
     return body
 
 
+def system_message(
+    message_id: str, from_wa_id: str, timestamp: int | float | str, system: Mapping[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """``{"messages":[{"from","id","timestamp","type":"system","system":{…}}]}``: a notice about a user (identity
+    or number change), not something they wrote; no ``contacts`` block (reference §3.1)."""
+    message = {
+        "from": from_wa_id,
+        "id": message_id,
+        "timestamp": epoch_string(timestamp),
+        "type": "system",
+        "system": dict(system),
+    }
+    return {"messages": [{**message, **extra}]}
+
+
 def _error_entry(error: ErrorCode | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(error, ErrorCode):
         return {"code": error.code, "title": error.title}

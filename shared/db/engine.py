@@ -2,7 +2,14 @@
 
 Every transaction goes through ``Database.run(name, fn)`` so deadlock handling, timing and slow-transaction logs
 live in one place (DESIGN §4, §11.2).  ``fn`` must be safe to run again: it is retried from the start, in a new
-transaction, when the database reports a deadlock, a serialisation failure or "database is locked".
+transaction, when the database reports a deadlock, a serialisation failure or "database is locked", and once
+when the connection turned out to be dead before the transaction reached its COMMIT.
+
+Round trips (bench/README.md): no ``pool_pre_ping`` (a ping per checkout); a connection that died while pooled
+fails its first statement, SQLAlchemy invalidates it (and every connection as old), and ``run`` retries the
+transaction on a fresh one; ``pool_recycle`` retires connections before server idle timeouts.  No
+reset-on-return ``ROLLBACK`` on MySQL/PostgreSQL: every checkout ends in COMMIT or ROLLBACK already
+(``engine.begin()`` in ``run``; ``Connection.close()`` rolls back an open transaction for ``engine.connect()``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ T = TypeVar("T")
 
 MAX_ATTEMPTS = 5
 """Attempts per transaction (1 + 4 retries); bounded so a livelock surfaces as an error, not a hang."""
+MAX_DISCONNECT_RETRIES = 1
+"""Retries of a transaction whose connection was found dead (a pooled connection the server dropped)."""
 BACKOFF_BASE_S = 0.02
 BACKOFF_CAP_S = 0.5
 SLOW_TRANSACTION_S = 1.0
@@ -62,6 +71,11 @@ def is_retryable(exc: BaseException) -> bool:
     return any(fragment in message for fragment in _SQLITE_RETRYABLE)
 
 
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether SQLAlchemy found the connection dead (it has invalidated it and the pool's older connections)."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 def _backoff(attempt: int) -> float:
     """Full jitter, so two victims of the same deadlock do not collide again in lockstep."""
     return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
@@ -88,7 +102,8 @@ class Database:
         else:
             engine = create_async_engine(
                 server_url(settings),
-                pool_pre_ping=True,
+                pool_pre_ping=False,  # a dead connection fails fast and ``run`` retries (module docstring)
+                pool_reset_on_return=None,  # ``run`` always ends in COMMIT/ROLLBACK: no extra ROLLBACK
                 pool_recycle=max(1, settings.connection_idle_timeout_ms // 1000),
                 pool_size=settings.pool_size,
                 max_overflow=0,  # WA_DB_POOL_SIZE is the cap on server connections per process
@@ -115,19 +130,27 @@ class Database:
         stat = self._stats.setdefault(name, _Stat())
         started = time.perf_counter()
         attempt = 0
+        disconnects = 0
         try:
             while True:
+                progress = _Progress()
                 try:
                     # A started transaction always ends in COMMIT or ROLLBACK, even when our caller is
                     # cancelled: abandoned mid-query it would keep its connection (and SQLite's write lock).
-                    return await finish_then_cancel(self._attempt(fn))
+                    return await finish_then_cancel(self._attempt(fn, progress))
                 except DBAPIError as exc:
                     attempt += 1
-                    if attempt >= MAX_ATTEMPTS or not is_retryable(exc):
+                    # A connection lost during COMMIT may have committed: running ``fn`` again could apply it
+                    # twice, so only a transaction that died before its COMMIT is retried.
+                    dead = is_disconnect(exc) and not progress.committing
+                    if dead:
+                        disconnects += 1
+                    retry = is_retryable(exc) or (dead and disconnects <= MAX_DISCONNECT_RETRIES)
+                    if attempt >= MAX_ATTEMPTS or not retry:
                         stat.failures += 1
                         raise
                     stat.retries += 1
-                    delay = _backoff(attempt)
+                    delay = 0.0 if dead else _backoff(attempt)
                     log.info("transaction %s: retry %d after %s (in %.3fs)", name, attempt, _short(exc), delay)
                     await asyncio.sleep(delay)
         finally:
@@ -137,9 +160,11 @@ class Database:
             if elapsed >= SLOW_TRANSACTION_S:
                 log.warning("slow transaction %s: %.3fs (%d retries)", name, elapsed, attempt)
 
-    async def _attempt(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def _attempt(self, fn: Callable[[AsyncConnection], Awaitable[T]], progress: _Progress) -> T:
         async with self._engine.begin() as conn:
-            return await fn(conn)
+            result = await fn(conn)
+            progress.committing = True  # leaving the block sends COMMIT
+        return result
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Per-name ``count``, ``total_s``, ``retries``, ``failures``, for metrics exporters."""
@@ -150,6 +175,11 @@ class Database:
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+
+@dataclass
+class _Progress:
+    committing: bool = False
 
 
 def _short(exc: DBAPIError) -> str:

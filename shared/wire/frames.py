@@ -252,11 +252,15 @@ class Receipt(_Frame, tag="receipt"):
     timestamp: int
     error_code: int | None = None
     error_title: str | None = None
+    error_details: str | None = None  # why, for the business (e.g. the terms-of-service link): ``errors[].details``
 
 
 class IdentityChanged(_Frame, tag="identity_changed"):
+    """A peer's keys changed: it reinstalled WhatsApp, or (``new_wa_id`` set) its user moved to another number."""
+
     wa_id: str
     timestamp: int
+    new_wa_id: str | None = None
 
 
 # --- generic replies ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Callable
 
 
 def png(extra: int = 0) -> bytes:
@@ -54,3 +55,64 @@ def mp4(brand: bytes = b"isom") -> bytes:
 
 def text() -> bytes:
     return "Grüße aus OpenPrem\nzweite Zeile\n".encode()
+
+
+def aac() -> bytes:
+    """ADTS frames: sync word, MPEG-4 AAC LC, 44.1 kHz, stereo."""
+    frame = bytes([0xFF, 0xF1, 0x50, 0x80, 0x02, 0x1F, 0xFC]) + os.urandom(9)
+    return frame * 4
+
+
+def mp3() -> bytes:
+    """An ID3v2 tag, then MPEG-1 Layer III frames."""
+    tag = b"ID3\x04\x00\x00\x00\x00\x00\x00"
+    return tag + (b"\xff\xfb\x90\x64" + os.urandom(413)) * 2
+
+
+def amr() -> bytes:
+    return b"#!AMR\n" + (b"\x3c" + os.urandom(31)) * 4
+
+
+def m4a() -> bytes:
+    """MPEG-4 audio: an ``ftyp`` box with the ``M4A `` brand."""
+    return mp4(b"M4A ")
+
+
+def three_gp() -> bytes:
+    return mp4(b"3gp4")
+
+
+def ole_compound() -> bytes:
+    """The OLE compound-file header of .doc, .xls and .ppt."""
+    return b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(16) + b"\x3e\x00\x03\x00\xfe\xff" + os.urandom(482)
+
+
+def ooxml_zip(name: bytes = b"word/document.xml") -> bytes:
+    """A ZIP local file header, as .docx (``word/``), .xlsx (``xl/``) and .pptx (``ppt/``) start."""
+    header = b"PK\x03\x04\x14\x00\x00\x00\x00\x00" + bytes(16) + struct.pack("<HH", len(name), 0)
+    return header + name + os.urandom(64)
+
+
+SAMPLES_BY_TYPE: dict[str, Callable[[], bytes]] = {
+    "image/jpeg": lambda: jpeg(),
+    "image/png": lambda: png(),
+    "image/webp": webp,
+    "audio/aac": aac,
+    "audio/mp4": m4a,
+    "audio/amr": amr,
+    "audio/mpeg": mp3,
+    "audio/ogg; codecs=opus": ogg_opus,
+    "video/mp4": lambda: mp4(),
+    "video/3gpp": three_gp,
+    "application/pdf": pdf,
+    "application/msword": ole_compound,
+    "application/vnd.ms-excel": ole_compound,
+    "application/vnd.ms-powerpoint": ole_compound,
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ooxml_zip,
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": lambda: ooxml_zip(b"xl/workbook.xml"),
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": lambda: ooxml_zip(
+        b"ppt/presentation.xml"
+    ),
+    "text/plain": text,
+}
+"""One sample per media type WhatsApp accepts (``shared.media_types.ALLOWED_TYPES``)."""

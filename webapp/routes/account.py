@@ -13,7 +13,7 @@ from webapp.envelope import ok, read_json, validate
 from webapp.openapi import doc
 from webapp.routes.common import require_admin, rpc
 from webapp.schemas.account import RegisterBody, ShardsBody, TwoStepBody, VerifyBody
-from webapp.schemas.responses import AccountCodeSent
+from webapp.schemas.responses import AccountCodeSent, ShardsResponse
 
 routes = web.RouteTableDef()
 
@@ -63,6 +63,7 @@ async def verify(request: web.Request) -> web.Response:
 
 
 @routes.post(TWO_STEP_PATH)
+@doc("Turn two-step verification on (set the PIN)", request=TwoStepBody, admin=True, rpc=True, tags=["account"])
 async def set_two_step(request: web.Request) -> web.Response:
     """Turn two-step verification on: re-registering the number then needs this PIN."""
     require_admin(request)
@@ -72,6 +73,7 @@ async def set_two_step(request: web.Request) -> web.Response:
 
 
 @routes.delete(TWO_STEP_PATH)
+@doc("Turn two-step verification off", admin=True, rpc=True, tags=["account"])
 async def remove_two_step(request: web.Request) -> web.Response:
     require_admin(request)
     await rpc(request, "account.remove_two_step", {})
@@ -79,6 +81,7 @@ async def remove_two_step(request: web.Request) -> web.Response:
 
 
 @routes.get(SHARDS_PATH)
+@doc("The shard count", responses={200: ShardsResponse}, admin=True, rpc=True, tags=["account"])
 async def get_shards(request: web.Request) -> web.Response:
     require_admin(request)
     result = await rpc(request, "account.get_shards", {})
@@ -86,6 +89,14 @@ async def get_shards(request: web.Request) -> web.Response:
 
 
 @routes.post(SHARDS_PATH)
+@doc(
+    "Set the shard count (only 1 without multiconnect)",
+    request=ShardsBody,
+    responses={201: None},
+    admin=True,
+    rpc=True,
+    tags=["account"],
+)
 async def set_shards(request: web.Request) -> web.Response:
     """201 when coreapp accepts the count; without multiconnect only ``shards: 1`` is (1009 otherwise)."""
     require_admin(request)

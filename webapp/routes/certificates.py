@@ -11,11 +11,13 @@ from aiohttp import web
 from shared.errors import ApiError, ErrorCode
 from webapp.certs import SERVER_TLS_KEY
 from webapp.envelope import ok
+from webapp.openapi import TEXT, doc
 from webapp.routes.common import require_admin, rpc
 
 routes = web.RouteTableDef()
 
 PEM_TYPE = "text/plain"
+PEM_CONTENT = {PEM_TYPE: TEXT}
 
 
 async def _pem_body(request: web.Request) -> bytes:
@@ -26,6 +28,12 @@ async def _pem_body(request: web.Request) -> bytes:
 
 
 @routes.post("/v1/certificates/external")
+@doc(
+    "Replace the HTTPS certificate: PEM chain and private key",
+    raw_body=PEM_CONTENT,
+    admin=True,
+    tags=["certificates"],
+)
 async def upload_external(request: web.Request) -> web.Response:
     require_admin(request)
     await request.app[SERVER_TLS_KEY].install(await _pem_body(request))
@@ -33,6 +41,14 @@ async def upload_external(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/certificates/external/ca")
+@doc(
+    "The self-signed HTTPS certificate (404 once an external one is in use)",
+    responses={},
+    raw_responses={200: PEM_CONTENT},
+    errors=(404,),
+    admin=True,
+    tags=["certificates"],
+)
 async def get_external_ca(request: web.Request) -> web.Response:
     require_admin(request)
     pem = request.app[SERVER_TLS_KEY].self_signed_pem()
@@ -42,6 +58,15 @@ async def get_external_ca(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/certificates/webhooks/ca")
+@doc(
+    "The CA that verifies the webhook server",
+    responses={},
+    raw_responses={200: PEM_CONTENT},
+    errors=(404,),
+    admin=True,
+    rpc=True,
+    tags=["certificates"],
+)
 async def get_webhooks_ca(request: web.Request) -> web.Response:
     require_admin(request)
     pem = (await rpc(request, "certificates.get_webhooks_ca", {})).get("pem")
@@ -51,6 +76,13 @@ async def get_webhooks_ca(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/certificates/webhooks/ca")
+@doc(
+    "Set the CA that verifies the webhook server (PEM)",
+    raw_body=PEM_CONTENT,
+    admin=True,
+    rpc=True,
+    tags=["certificates"],
+)
 async def set_webhooks_ca(request: web.Request) -> web.Response:
     """Only this CA verifies the webhook server from now on (not the system roots)."""
     require_admin(request)
@@ -64,6 +96,7 @@ async def set_webhooks_ca(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/certificates/webhooks/ca")
+@doc("Go back to the system roots for the webhook server", admin=True, rpc=True, tags=["certificates"])
 async def delete_webhooks_ca(request: web.Request) -> web.Response:
     require_admin(request)
     await rpc(request, "certificates.delete_webhooks_ca", {})

@@ -6,13 +6,22 @@ from aiohttp import web
 
 from shared.errors import ApiError, ErrorCode
 from webapp.envelope import ok, read_json, validate
+from webapp.openapi import doc
 from webapp.routes.common import rpc
 from webapp.schemas.contacts import ContactsBody
+from webapp.schemas.responses import ContactsResponse
 
 routes = web.RouteTableDef()
 
 
 @routes.post("/v1/contacts")
+@doc(
+    "Check which numbers are WhatsApp users",
+    request=ContactsBody,
+    responses={200: ContactsResponse},
+    rpc=True,
+    tags=["contacts"],
+)
 async def check_contacts(request: web.Request) -> web.Response:
     """``{"contacts":[{"input","status","wa_id"?}]}``, one entry per input in order; 1011 when not connected."""
     body = validate(ContactsBody, await read_json(request))

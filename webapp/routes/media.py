@@ -18,8 +18,10 @@ from aiohttp import hdrs, web
 
 from shared.errors import ApiError, ErrorCode
 from shared.media_files import MediaFiles, MediaMeta, is_media_id
-from shared.media_types import HEAD_BYTES, MediaTypeError, check, normalize
+from shared.media_types import ALLOWED_TYPES, HEAD_BYTES, MediaTypeError, check, normalize
 from webapp.envelope import HttpApiError, ok
+from webapp.openapi import binary_content, doc
+from webapp.schemas.responses import MediaUploadResponse
 from webapp.state import WEB_SETTINGS_KEY
 
 log = logging.getLogger("openprem.webapp.media")
@@ -48,6 +50,13 @@ def _not_found(media_id: str) -> ApiError:
 
 
 @routes.post("/v1/media")
+@doc(
+    "Upload media: the raw bytes, the Content-Type naming their type",
+    raw_body=binary_content(ALLOWED_TYPES),
+    responses={201: MediaUploadResponse},
+    errors=(415,),
+    tags=["media"],
+)
 async def upload(request: web.Request) -> web.Response:
     limit = request.app[WEB_SETTINGS_KEY].max_upload_bytes
     declared = request.headers.get(hdrs.CONTENT_TYPE, "").strip()
@@ -93,6 +102,12 @@ async def _store(request: web.Request, declared: str, limit: int) -> MediaMeta:
 
 
 @routes.get("/v1/media/{media_id}")
+@doc(
+    "Download media: the bytes with their media type",
+    responses={},
+    raw_responses={200: binary_content(ALLOWED_TYPES)},
+    tags=["media"],
+)
 async def download(request: web.Request) -> web.StreamResponse:
     media_id = request.match_info["media_id"]
     files = request.app[MEDIA_FILES_KEY]
@@ -103,6 +118,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 @routes.delete("/v1/media/{media_id}")
+@doc("Delete media", tags=["media"])
 async def delete(request: web.Request) -> web.Response:
     media_id = request.match_info["media_id"]
     if not await request.app[MEDIA_FILES_KEY].delete(media_id):

@@ -15,7 +15,9 @@ from aiohttp import web
 from shared.errors import ApiError, ErrorCode
 from shared.profiles import PHOTO_MAX_BYTES, PHOTO_TYPES, About, BusinessProfile
 from webapp.envelope import ok, read_json, validate
+from webapp.openapi import QueryParam, binary_content, doc
 from webapp.routes.common import require_admin, rpc
+from webapp.schemas.responses import AboutResponse, BusinessProfileResponse, PhotoLinkResponse
 
 routes = web.RouteTableDef()
 
@@ -23,9 +25,11 @@ ABOUT = "/v1/settings/profile/about"
 PHOTO = "/v1/settings/profile/photo"
 BUSINESS = "/v1/settings/business/profile"
 BUSINESS_DEFAULTS: dict[str, Any] = {"address": "", "description": "", "email": "", "vertical": "", "websites": []}
+PHOTO_FORMAT_QUERY = QueryParam("format", {"type": "string"}, "link: answer a URL to this endpoint; else the image")
 
 
 @routes.get(ABOUT)
+@doc("The profile about text", responses={200: AboutResponse}, admin=True, rpc=True, tags=["profile"])
 async def get_about(request: web.Request) -> web.Response:
     require_admin(request)
     text = (await rpc(request, "settings.get_profile_about", {})).get("text", "")
@@ -33,6 +37,7 @@ async def get_about(request: web.Request) -> web.Response:
 
 
 @routes.patch(ABOUT)
+@doc("Set the profile about text", request=About, admin=True, rpc=True, tags=["profile"])
 async def patch_about(request: web.Request) -> web.Response:
     require_admin(request)
     about = validate(About, await read_json(request))
@@ -41,6 +46,16 @@ async def patch_about(request: web.Request) -> web.Response:
 
 
 @routes.get(PHOTO)
+@doc(
+    "The profile photo (or, with ?format=link, its URL)",
+    query=[PHOTO_FORMAT_QUERY],
+    responses={200: PhotoLinkResponse},
+    raw_responses={200: binary_content(PHOTO_TYPES)},
+    errors=(404,),
+    admin=True,
+    rpc=True,
+    tags=["profile"],
+)
 async def get_photo(request: web.Request) -> web.StreamResponse:
     """The image with its type; ``?format=link`` answers a URL to this endpoint instead."""
     require_admin(request)
@@ -52,6 +67,13 @@ async def get_photo(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post(PHOTO)
+@doc(
+    "Set the profile photo: raw JPEG or PNG bytes, at most 5 MB",
+    raw_body=binary_content(PHOTO_TYPES),
+    admin=True,
+    rpc=True,
+    tags=["profile"],
+)
 async def post_photo(request: web.Request) -> web.Response:
     require_admin(request)
     content_type = request.content_type
@@ -68,6 +90,7 @@ async def post_photo(request: web.Request) -> web.Response:
 
 
 @routes.delete(PHOTO)
+@doc("Remove the profile photo", admin=True, rpc=True, tags=["profile"])
 async def delete_photo(request: web.Request) -> web.Response:
     require_admin(request)
     await rpc(request, "settings.delete_profile_photo", {})
@@ -75,6 +98,7 @@ async def delete_photo(request: web.Request) -> web.Response:
 
 
 @routes.get(BUSINESS)
+@doc("The business profile", responses={200: BusinessProfileResponse}, admin=True, rpc=True, tags=["profile"])
 async def get_business_profile(request: web.Request) -> web.Response:
     require_admin(request)
     stored = (await rpc(request, "settings.get_business_profile", {})).get("profile") or {}
@@ -82,6 +106,13 @@ async def get_business_profile(request: web.Request) -> web.Response:
 
 
 @routes.post(BUSINESS)
+@doc(
+    "Set business profile fields (those left out stay)",
+    request=BusinessProfile,
+    admin=True,
+    rpc=True,
+    tags=["profile"],
+)
 async def post_business_profile(request: web.Request) -> web.Response:
     require_admin(request)
     profile = validate(BusinessProfile, await read_json(request))

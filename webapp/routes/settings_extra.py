@@ -13,8 +13,10 @@ from aiohttp import web
 
 from shared.errors import ApiError, ErrorCode
 from webapp.envelope import ok, read_json, validate
+from webapp.openapi import doc
 from webapp.routes.common import require_admin, rpc
-from webapp.schemas.settings_extra import BackupRequest, RestoreRequest, validate_providers
+from webapp.schemas.responses import BackupResponse, ProvidersResponse
+from webapp.schemas.settings_extra import BackupRequest, ProvidersBody, RestoreRequest, validate_providers
 
 log = logging.getLogger("openprem.webapp.settings")
 
@@ -51,12 +53,26 @@ def _providers_payload(result: dict[str, object]) -> dict[str, object]:
 
 
 @routes.get(PROVIDERS)
+@doc(
+    "Media providers (credentials masked)",
+    responses={200: ProvidersResponse},
+    admin=True,
+    rpc=True,
+    tags=["settings"],
+)
 async def get_providers(request: web.Request) -> web.Response:
     require_admin(request)
     return ok(request, _providers_payload(await rpc(request, "settings.get_media_providers", {})))
 
 
 @routes.post(PROVIDERS)
+@doc(
+    "Add or replace media providers (by name)",
+    request=ProvidersBody,
+    admin=True,
+    rpc=True,
+    tags=["settings"],
+)
 async def post_providers(request: web.Request) -> web.Response:
     """An array of providers; each replaces the stored one of the same name (upsert)."""
     require_admin(request)
@@ -73,6 +89,7 @@ async def post_providers(request: web.Request) -> web.Response:
 
 
 @routes.delete(PROVIDERS + "/{name}")
+@doc("Delete a media provider", admin=True, rpc=True, tags=["settings"])
 async def delete_provider(request: web.Request) -> web.Response:
     require_admin(request)
     await rpc(request, "settings.delete_media_provider", {"name": request.match_info["name"]})
@@ -80,6 +97,14 @@ async def delete_provider(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/settings/backup")
+@doc(
+    "Back up the settings and keys, encrypted with a password",
+    request=BackupRequest,
+    responses={200: BackupResponse},
+    admin=True,
+    rpc=True,
+    tags=["settings"],
+)
 async def backup(request: web.Request) -> web.Response:
     require_admin(request)
     body = validate(BackupRequest, await read_json(request))
@@ -88,6 +113,7 @@ async def backup(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/settings/restore")
+@doc("Restore a backup", request=RestoreRequest, admin=True, rpc=True, tags=["settings"])
 async def restore(request: web.Request) -> web.Response:
     require_admin(request)
     body = validate(RestoreRequest, await _read_large_json(request))

@@ -166,3 +166,131 @@ class GcResult(BaseModel):
 
 class GcResponse(BaseModel):
     gc: GcResult
+
+
+# --- account extras, media, contacts -------------------------------------------------------------------------
+
+
+class ShardCount(BaseModel):
+    shards: int = Field(ge=1, description="1 without multiconnect; otherwise 2, 4, 8, 16 or 32")
+
+
+class ShardsResponse(BaseModel):
+    account: ShardCount
+
+
+class MediaIdEntry(BaseModel):
+    id: str = Field(description="UUID of the stored media")
+
+
+class MediaUploadResponse(BaseModel):
+    media: list[MediaIdEntry] = Field(min_length=1, max_length=1)
+
+
+class ContactResult(BaseModel):
+    input: str
+    status: Literal["valid", "invalid", "processing"]
+    wa_id: str | None = Field(default=None, description="only for valid contacts")
+
+
+class ContactsResponse(BaseModel):
+    contacts: list[ContactResult] = Field(description="one entry per input, in order")
+
+
+# --- media providers, backup, profile ------------------------------------------------------------------------
+
+
+class ProviderBasicAuthView(BaseModel):
+    username: str
+    password: Literal["****"] = Field(description="always masked")
+
+
+class ProviderConfigView(BaseModel):
+    bearer: Literal["****"] | None = Field(default=None, description="always masked")
+    basic: ProviderBasicAuthView | None = None
+
+
+class MediaProviderView(BaseModel):
+    name: str
+    type: Literal["www"]
+    config: ProviderConfigView
+
+
+class ProvidersMedia(BaseModel):
+    providers: list[MediaProviderView]
+
+
+class ProvidersApplication(BaseModel):
+    media: ProvidersMedia
+
+
+class ProvidersSettings(BaseModel):
+    application: ProvidersApplication
+
+
+class ProvidersResponse(BaseModel):
+    settings: ProvidersSettings
+
+
+class BackupData(BaseModel):
+    data: str = Field(description="the encrypted backup; POST it to /v1/settings/restore with the same password")
+
+
+class BackupResponse(BaseModel):
+    settings: BackupData
+
+
+class AboutText(BaseModel):
+    text: str
+
+
+class AboutProfile(BaseModel):
+    about: AboutText
+
+
+class AboutSettings(BaseModel):
+    profile: AboutProfile
+
+
+class AboutResponse(BaseModel):
+    settings: AboutSettings
+
+
+class PhotoLink(BaseModel):
+    link: str
+
+
+class PhotoLinkProfile(BaseModel):
+    photo: PhotoLink
+
+
+class PhotoLinkSettings(BaseModel):
+    profile: PhotoLinkProfile
+
+
+class PhotoLinkResponse(BaseModel):
+    """``GET /v1/settings/profile/photo?format=link``."""
+
+    settings: PhotoLinkSettings
+
+
+class BusinessProfileView(BaseModel):
+    """Every field is present: those never set answer ``""`` / ``[]``."""
+
+    address: str
+    description: str
+    email: str
+    vertical: str
+    websites: list[str]
+
+
+class BusinessProfileWrapper(BaseModel):
+    profile: BusinessProfileView
+
+
+class BusinessSettings(BaseModel):
+    business: BusinessProfileWrapper
+
+
+class BusinessProfileResponse(BaseModel):
+    settings: BusinessSettings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -11,7 +11,9 @@ from shared.profiles import MediaProvider
 from webapp.envelope import validation_failed
 from webapp.schemas.base import RequestModel
 
-_PROVIDERS = TypeAdapter(list[MediaProvider])
+ProvidersBody = Annotated[list[MediaProvider], Field(min_length=1)]
+"""``POST /v1/settings/application/media/providers``: a non-empty JSON array (the document's request type too)."""
+_PROVIDERS: TypeAdapter[list[MediaProvider]] = TypeAdapter(ProvidersBody)
 
 
 class BackupRequest(RequestModel):
@@ -25,10 +27,10 @@ class RestoreRequest(RequestModel):
 
 def validate_providers(body: Any) -> list[dict[str, Any]]:
     """A non-empty JSON array of providers, normalised as coreapp stores them; 1008/1009/1010."""
+    if isinstance(body, list) and not body:
+        raise ApiError(ErrorCode.MISSING_PARAMETER, "at least one provider is required")
     try:
         providers = _PROVIDERS.validate_python(body)
     except ValidationError as exc:
         raise validation_failed(exc) from None
-    if not providers:
-        raise ApiError(ErrorCode.MISSING_PARAMETER, "at least one provider is required")
     return [p.model_dump(exclude_none=True) for p in providers]
