@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 TYPED_PACKAGES := shared webapp coreapp chatd openprem bench
 
-.PHONY: help run test lint typecheck pytest migrate bench clean clean-data venv
+.PHONY: help run test lint typecheck pytest migrate bench chaos clean clean-data venv
 
 help:  ## list the targets
 	@echo "make run         run webapp + coreapp + chatd in one process (https://localhost:9090)"
@@ -23,6 +23,7 @@ help:  ## list the targets
 	@echo "make venv        only create/update .venv"
 	@echo "make migrate     run the webapp and coreapp migrations on the embedded database"
 	@echo "make bench       load benchmark: throughput, latency, CPU, memory vs a floor (BENCH_ARGS=...)"
+	@echo "make chaos       10,000 messages under coreapp kills, drops, broker and database restarts (CHAOS_ARGS=...)"
 	@echo "make clean       remove .venv and caches (keeps var/)"
 	@echo "make clean-data  remove var/ (the embedded database, media, logs and the sandbox state)"
 
@@ -62,6 +63,11 @@ pytest: $(STAMP)
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The chaos run (tests/chaos/README.md): private MariaDB + Mosquitto, faults during the load, then the invariants.
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -77,7 +77,7 @@ class Chatd:
         registrar = Registrar(ca, directory, store, clock)
         templates = TemplateStore(store, clock)
         outbox = Outbox(store, clock, tasks)
-        media = self._media_store = MediaStore(s.data_dir / "media", store, clock, s.server_name)
+        media = self._media_store = MediaStore(s.data_dir / "media", store, clock, s.server_name, faults=self._faults)
         phones = Phones(store, directory, outbox, clock, media=media)
         policy = Policy(store)
         delivery = PhoneDelivery(

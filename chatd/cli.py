@@ -42,6 +42,11 @@ def _call(base: str, method: str, path: str, body: dict[str, Any] | None = None)
 
 def _value(text: str) -> Any:
     """``key=value`` values: true/false/null and numbers are typed, the rest (versions like 2.41.3) stay strings."""
+    if text.startswith(("{", "[")):  # e.g. auto_reply='{"type":"reaction"}'
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise CliError(f"not valid JSON: {text!r}") from None
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -88,10 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("wa_id")
     c.add_argument("changes", nargs="+")
     sub.add_parser("inbox").add_argument("wa_id")
-    c = sub.add_parser("send", help="the phone sends a text to a business")
+    c = sub.add_parser("send", help="the phone sends a text (--text) or any inbound type (--json) to a business")
     c.add_argument("wa_id")
     c.add_argument("--to", required=True)
-    c.add_argument("--text", required=True)
+    what = c.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text")
+    what.add_argument(
+        "--json", help='the message object, e.g. \'{"type":"reaction","reaction":{"message_id":"...","emoji":"👍"}}\''
+    )
     c = sub.add_parser("read", help="the phone reads a message")
     c.add_argument("wa_id")
     c.add_argument("message_id")
@@ -173,7 +182,10 @@ def _dispatch(url: str, args: argparse.Namespace) -> Any:
     if cmd == "inbox":
         return _call(url, "GET", f"/admin/phones/{args.wa_id}/inbox")
     if cmd == "send":
-        body = {"to": args.to, "type": "text", "text": {"body": args.text}}
+        content = _value(args.json) if args.json is not None else {"type": "text", "text": {"body": args.text}}
+        if not isinstance(content, dict):
+            raise CliError("--json must be a JSON object with 'type' and its object")
+        body = {**content, "to": args.to}
         return _call(url, "POST", f"/admin/phones/{args.wa_id}/send", body)
     if cmd == "read":
         return _call(url, "POST", f"/admin/phones/{args.wa_id}/read", {"id": args.message_id})

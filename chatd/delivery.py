@@ -86,7 +86,7 @@ class PhoneDelivery:
         self._clock = clock
         self._tasks = tasks
         self._receipt_delay = receipt_delay_s
-        self._read_delay = max(read_delay_s, receipt_delay_s)  # read never before delivered
+        self._read_delay = read_delay_s
         self._held: dict[str, dict[int, Held]] = {}
         self._next_seq = 1
         self._draining: set[str] = set()
@@ -112,6 +112,16 @@ class PhoneDelivery:
                     log.info("+%s was offline 30 days: %s from %s dropped", wa_id, held.message_id, held.business)
                     del queue[seq]
                     self._store.delete(_HELD, f"{wa_id}/{seq:016d}")
+
+    def delays(self, wa_id: str) -> tuple[float, float]:
+        """``(delivered, read)`` delays of a phone, its own or (``PATCH``) or the sandbox's; read never first."""
+        phone = self._phones.get(wa_id)
+        receipt = self._receipt_delay
+        read = self._read_delay
+        if phone is not None:
+            receipt = phone.state.receipt_delay_s if phone.state.receipt_delay_s is not None else receipt
+            read = phone.state.read_delay_s if phone.state.read_delay_s is not None else read
+        return receipt, max(read, receipt)
 
     def held_count(self, wa_id: str) -> int:
         return len(self._held.get(wa_id, {}))
@@ -217,16 +227,20 @@ class PhoneDelivery:
         else:
             entry.devices.append(device_id)
         self._phones.save_inbox(phone, held.message_id)
+        receipt_delay, read_delay = self.delays(phone.wa_id)
         receipt = Receipt(
             message_id=held.message_id,
             recipient=phone.wa_id,
             device_id=device_id,
             status=ReceiptStatus.DELIVERED,
-            timestamp=int(self._clock.now() + self._receipt_delay),
+            timestamp=int(self._clock.now() + receipt_delay),
         )
-        self._outbox.schedule(held.business, receipt, self._receipt_delay)
+        self._outbox.schedule(held.business, receipt, receipt_delay)
         if first and phone.state.auto_read:
-            await self._phones.read(phone, held.message_id, delay_s=self._read_delay)
+            await self._phones.read(phone, held.message_id, delay_s=read_delay)
+        if first and phone.state.auto_reply is not None:  # answers only what it decrypted, once per message
+            message = dict(entry.message)
+            self._tasks.spawn(f"auto-reply:{phone.wa_id}:{held.message_id}", self._phones.auto_reply(phone, message))
 
     async def _decrypt(self, phone: Phone, device_id: int, held: Held) -> bytes:
         key = session_key(device_id, held.business, held.business_device)
@@ -242,25 +256,29 @@ class PhoneDelivery:
         sender_key = self._directory.identity_key(held.business, held.business_device)
         if sender_key is None:
             raise e2e.DecryptError(f"sender {held.business} has no published identity key")
+        # The session already held stays as a previous one when the business's identity is unchanged: a first
+        # message that crossed ours may still be answered on it (shared.wire.e2e session records).
+        kept = current.session if current is not None and current.peer_key == sender_key else None
         session, plaintext = await e2e.decrypt_first(
-            phone.identities[device_id], sender_key, held.envelope, sender_device=held.business_device
+            phone.identities[device_id], sender_key, held.envelope, sender_device=held.business_device, existing=kept
         )
         self._phones.save_session(phone, key, sender_key, session)
         self._phones.save_identity(phone, device_id)
         return plaintext
 
     def _reject(self, business: str, message_id: str, wa_id: str, device_id: int, reject: Reject) -> None:
+        delay, _read = self.delays(wa_id)
         receipt = Receipt(
             message_id=message_id,
             recipient=wa_id,
             device_id=device_id,
             status=ReceiptStatus.FAILED,
-            timestamp=int(self._clock.now() + self._receipt_delay),
+            timestamp=int(self._clock.now() + delay),
             error_code=reject.code,
             error_title=reject.title,
             error_details=reject.details,
         )
-        self._outbox.schedule(business, receipt, self._receipt_delay)
+        self._outbox.schedule(business, receipt, delay)
 
     async def _failed(self, phone: Phone, held: Held, reason: str) -> None:
         log.warning(

@@ -97,9 +97,24 @@ class Maintenance:
     until: float = field(default=0.0, compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class SlowMedia:
+    """The media host answers each upload and download (HTTPS) only after ``seconds``."""
+
+    kind: ClassVar[str] = "slow_media"
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireMedia:
+    """Every media blob counts as expired while this is set (404, removed when asked for), as after 14 days."""
+
+    kind: ClassVar[str] = "expire_media"
+
+
 Fault = (
     RefusePort | DropAfter | DelayAcks | LoseAcks | DuplicatePushes | CorruptFrame | StallOffline | RefuseLogin
-) | Maintenance
+) | (Maintenance | SlowMedia | ExpireMedia)
 
 
 def _int(body: dict[str, Any], name: str, *, minimum: int = 1, default: int | None = None) -> int:
@@ -137,6 +152,8 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Fault]] = {
         count=_int(body, "count", default=1), code=_int(body, "code", default=ErrorCode.OVERLOADED.code)
     ),
     "maintenance": lambda body: Maintenance(seconds=_seconds(body)),
+    "slow_media": lambda body: SlowMedia(seconds=_seconds(body)),
+    "expire_media": lambda body: ExpireMedia(),
 }
 
 
@@ -233,6 +250,15 @@ class Faults:
         self._expire()
         fault: Maintenance | None = self._find(Maintenance)
         return max(0.0, fault.until - self._now()) if fault is not None else 0.0
+
+    def media_delay(self) -> float:
+        """Seconds the media host waits before answering (0: none)."""
+        fault: SlowMedia | None = self._find(SlowMedia)
+        return fault.seconds if fault is not None else 0.0
+
+    def media_expired(self) -> bool:
+        """Whether every media blob is to be treated as expired now."""
+        return self._find(ExpireMedia) is not None
 
     def _use(self, fault: LoseAcks | CorruptFrame | RefuseLogin) -> bool:
         fault.count -= 1

@@ -6,6 +6,11 @@ holding the URL may download (``GET /media/{id}``): ids are 256-bit random, so t
 Phones live in this process and use ``put``/``get`` directly.  Blobs are files under ``<data_dir>/media``;
 their metadata (owner, size, upload time) is a document in chatd's store.  Expired blobs answer 404 and are
 removed when asked for and at start.
+
+Faults (``chatd.faults``): ``slow_media {seconds}`` makes the HTTPS host answer each upload and download only
+after that long (the phones, which use ``put``/``get`` in-process, are not slowed); ``expire_media`` makes every
+blob count as expired while it is set, exactly like one past its 14 days: 404, and removed when asked for, so
+clearing the fault does not bring it back.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import IO, Any
 from aiohttp import hdrs, web
 
 from chatd.clock import Clock
+from chatd.faults import Faults
 from chatd.store import Store
 from shared.wire.media import MEDIA_MESSAGE_TYPES, MediaError, MediaKeys, decrypt_media, encrypt_media
 
@@ -45,7 +51,10 @@ def _digest(token: str) -> bytes:
 
 
 class MediaStore:
-    def __init__(self, root: Path, store: Store, clock: Clock, server_name: str) -> None:
+    def __init__(
+        self, root: Path, store: Store, clock: Clock, server_name: str, *, faults: Faults | None = None
+    ) -> None:
+        self._faults = faults if faults is not None else Faults(clock.now)
         self._root = root
         self._store = store
         self._clock = clock
@@ -100,6 +109,8 @@ class MediaStore:
         return None
 
     def _expired(self, blob_id: str) -> bool:
+        if self._faults.media_expired():
+            return True
         created = self._blobs[blob_id].get("created_at", 0)
         return not isinstance(created, int | float) or created + RETENTION_S <= self._clock.now()
 
@@ -107,7 +118,8 @@ class MediaStore:
         if not _BLOB_ID.match(blob_id) or blob_id not in self._blobs:
             return None
         if self._expired(blob_id):
-            log.info("media %s expired (kept %d days)", blob_id, RETENTION_S // 86400)
+            why = "expire_media fault" if self._faults.media_expired() else f"kept {RETENTION_S // 86400} days"
+            log.info("media %s expired (%s)", blob_id, why)
             await self._remove(blob_id)
             return None
         return self._root / blob_id
@@ -137,7 +149,13 @@ class MediaStore:
         app.router.add_get("/media/{blob_id}", self._download)
         return app
 
+    async def _slow(self) -> None:
+        delay = self._faults.media_delay()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
     async def _upload(self, request: web.Request) -> web.Response:
+        await self._slow()
         owner = self._owner(request)
         if owner is None:
             return web.json_response({"error": "a valid media token is required"}, status=401)
@@ -165,6 +183,7 @@ class MediaStore:
         return web.json_response({"id": blob_id, "url": self.url(blob_id), "direct_path": direct_path(blob_id)})
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
+        await self._slow()
         path = await self._live_path(request.match_info["blob_id"])
         if path is None:
             return web.json_response({"error": "media not found or expired"}, status=404)

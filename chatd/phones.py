@@ -20,6 +20,7 @@ from chatd.clock import Clock
 from chatd.directory import Directory
 from chatd.media import MediaStore, seal
 from chatd.outbox import Outbox
+from chatd.replies import ContentError, check, parse_auto_reply, reply_to
 from chatd.store import Store
 from shared.ids import new_message_id
 from shared.wire import e2e
@@ -59,6 +60,9 @@ class PhoneState(msgspec.Struct, kw_only=True):
     new_wa_id: str | None = None  # where it moved (``POST /admin/phones/{wa_id}/change-number``)
     experiment: bool = False  # in an experiment group: the network refuses business messages (472)
     devices_failing: list[int] = []  # devices that cannot take messages: they answer ``failed``, the others deliver
+    receipt_delay_s: float | None = None  # this phone's delay before ``delivered`` (None: the sandbox's)
+    read_delay_s: float | None = None  # this phone's delay before ``read`` (None: the sandbox's)
+    auto_reply: dict[str, Any] | None = None  # what it answers each business message with (``chatd.replies``)
 
 
 # field name -> type accepted by PATCH
@@ -72,7 +76,11 @@ PATCHABLE: dict[str, type] = {
     "changed_number": bool,
     "experiment": bool,
     "devices_failing": list,
+    "receipt_delay_s": float,
+    "read_delay_s": float,
+    "auto_reply": dict,
 }
+_MAX_DELAY_S = 24 * 3600.0
 
 
 @dataclass
@@ -209,10 +217,23 @@ class Phones:
 
     def update(self, phone: Phone, changes: dict[str, Any]) -> list[str]:
         """Apply a PATCH; returns the changed field names."""
+        changes = dict(changes)
         for name, value in changes.items():
             expected = PATCHABLE.get(name)
             if expected is None:
                 raise PhoneError(400, f"'{name}' cannot be changed; changeable: {', '.join(sorted(PATCHABLE))}")
+            if expected is float:
+                ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+                if not ok or (value is not None and not 0 <= value <= _MAX_DELAY_S):
+                    raise PhoneError(400, f"'{name}' must be null or seconds between 0 and {_MAX_DELAY_S:g}")
+                changes[name] = None if value is None else float(value)
+                continue
+            if expected is dict:
+                try:
+                    changes[name] = parse_auto_reply(value)
+                except ContentError as exc:
+                    raise PhoneError(400, str(exc)) from None
+                continue
             if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
                 raise PhoneError(400, f"'{name}' must be a {expected.__name__}")
             if isinstance(value, list) and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
@@ -282,12 +303,11 @@ class Phones:
             raise PhoneError(400, f"'to' must be a registered business number, got {to!r}")
         to = to.lstrip("+")
         content = {k: v for k, v in body.items() if k not in ("to", "device_id")}
-        kind = content.get("type")
-        if not isinstance(kind, str) or not isinstance(content.get(kind), dict | str | list):
-            raise PhoneError(400, "'type' is required with a matching object, e.g. {'type':'text','text':{...}}")
-        text = content.get("text")
-        if kind == "text" and not (isinstance(text, dict) and isinstance(text.get("body"), str)):
-            raise PhoneError(400, "'text.body' must be a string")
+        try:
+            check(content)
+        except ContentError as exc:
+            raise PhoneError(400, str(exc)) from None
+        kind = str(content["type"])
         device_id = body.get("device_id", 0)
         if not isinstance(device_id, int) or device_id not in phone.identities:
             raise PhoneError(400, f"phone has no device {device_id!r}")
@@ -333,6 +353,18 @@ class Phones:
         await self._store.sync()
         log.info("phone +%s sent %s %s to %s", phone.wa_id, kind, message_id, to)
         return message_id
+
+    async def auto_reply(self, phone: Phone, received: dict[str, Any]) -> str | None:
+        """Answer a decrypted business message per ``auto_reply``; the reply's id, or ``None`` when off or failed."""
+        spec = phone.state.auto_reply
+        business = received.get("from")
+        if spec is None or not isinstance(business, str) or phone.state.changed_number:
+            return None
+        try:
+            return await self.send(phone, {"to": business, **reply_to(spec, received)})
+        except PhoneError as exc:
+            log.warning("phone +%s could not auto-reply to %s: %s", phone.wa_id, received.get("id"), exc)
+            return None
 
     def _save_sent(self, phone: Phone, entry: SentEntry) -> None:
         phone.sent[entry.id] = entry

@@ -1,4 +1,5 @@
-"""``python -m coreapp`` runs coreapp until SIGTERM/SIGINT; ``python -m coreapp migrate`` migrates and exits."""
+"""``python -m coreapp`` runs coreapp until SIGTERM/SIGINT; ``python -m coreapp migrate`` migrates and exits;
+``python -m coreapp cleanup`` deletes all but the newest 30 rotated log files (``docker/cleanup.sh``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from coreapp.app import CoreApp, run_migrations
 from shared.bus import make_bus
 from shared.config import ConfigError, Settings, default_env_file, load_settings
 from shared.lifecycle import run_process, stop_event
+from shared.logcleanup import run_cleanup
 from shared.logging import setup_logging, stop_logging
 from shared.tasks import TaskSupervisor
 
@@ -37,12 +39,14 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if argv == ["cleanup"]:  # before setup_logging: this short-lived process must not write coreapp.log
+        return run_cleanup(settings.paths.log_dir, "coreapp")
     setup_logging(settings.log, settings.paths.log_dir, "coreapp")
     try:
         if argv[:1] == ["migrate"]:
             return run_process("coreapp migrate", run_migrations(settings))
         if argv:
-            print("usage: python -m coreapp [migrate]", file=sys.stderr)
+            print("usage: python -m coreapp [migrate | cleanup]", file=sys.stderr)
             return 2
         return run_process("coreapp", _serve(settings))
     finally:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from coreapp.api.account_extra import account_extra_routes
 from coreapp.api.contacts import contacts_routes
@@ -18,9 +19,12 @@ from coreapp.api.handlers import CoreView, RpcApi
 from coreapp.api.messages import messages_routes
 from coreapp.api.ops import OpsApi
 from coreapp.api.settings_extra import SettingsExtraApi
+from coreapp.api.webhooks import webhooks_routes
 from coreapp.chat.connection import ChatConnection
 from coreapp.chat.dispatch import PushDispatcher
 from coreapp.chat.link import ConnState
+from coreapp.maintenance.disk import DiskGuard
+from coreapp.maintenance.gc import GcPolicy, GcScheduler, MessageGc
 from coreapp.services.accept import MessageAcceptor
 from coreapp.services.backup import BackupService
 from coreapp.services.inbound import InboundService, SystemNotices
@@ -37,7 +41,7 @@ from coreapp.storage.keys import KeyStore
 from coreapp.storage.messages import MessageStore
 from coreapp.storage.settings import SettingsStore
 from coreapp.storage.templates import TemplateStore
-from coreapp.storage.webhooks import WebhookStore
+from coreapp.storage.webhooks import WebhookKind, WebhookStore
 from coreapp.webhooks import WebhookDispatcher
 from coreapp.webhooks.ca import WebhookCa
 from shared.bus.base import Bus
@@ -105,6 +109,9 @@ class CoreApp:
         self._chat_lock = asyncio.Lock()
         self.api: RpcApi | None = None
         self.media: MediaService | None = None
+        self.disk: DiskGuard | None = None
+        self.message_gc: MessageGc | None = None
+        self.gc_scheduler: GcScheduler | None = None
 
     # --- read-only views (tests, stats) ---------------------------------------------------------------------
 
@@ -139,23 +146,34 @@ class CoreApp:
             db, stores.webhooks, stores.settings, self._supervisor, ssl_context_provider=webhook_ca.context
         )
         await dispatcher.start()
+        disk = self.disk = self._build_disk_guard(db, stores.webhooks, dispatcher)
+        await disk.check()  # before the API is up, so a full disk is refused from the first request
+        disk.start(self._supervisor)
+        message_gc = self.message_gc = MessageGc(db, GcPolicy.from_settings(settings.maintenance))
+        self.gc_scheduler = GcScheduler.from_settings(message_gc, stores.settings, settings.maintenance)
+        self.gc_scheduler.start(self._supervisor)
         acceptor = self._acceptor = MessageAcceptor(db, stores.messages, self._supervisor, self._wake_sender)
         acceptor.start()
         registration = RegistrationService(
             settings.chat, db, stores.accounts, stores.keys, keys, self._supervisor, self._on_registered
         )
         view = CoreView(self._own_wa_id, self._chat_state)
-        self.api = RpcApi(view, registration, stores.settings)
+        self.api = RpcApi(view, registration, stores.settings, critical_errors=disk.errors)
         # Other areas mount their RPC methods here, one `self.api.add_routes(...)` line each.
         self.api.add_routes(
             messages_routes(
                 view=view, db=db, messages=stores.messages, templates=stores.templates, acceptor=acceptor,
-                link=lambda: self.chat, media=lambda: self.media,
+                link=lambda: self.chat, media=lambda: self.media, ensure_room=disk.ensure_room,
             )
         )  # fmt: skip
-        self.api.add_routes(OpsApi(settings, db, dispatcher, self.api.gateway_status, lambda: self._chat).routes())
+        self.api.add_routes(
+            OpsApi(
+                settings, db, dispatcher, self.api.gateway_status, lambda: self._chat, message_gc=message_gc, disk=disk
+            ).routes()
+        )
         self.api.add_routes(account_extra_routes(stores.accounts, lambda: self.chat))
         self.api.add_routes(contacts_routes(db, lambda: self.chat, self._supervisor))
+        self.api.add_routes(webhooks_routes(stores.webhooks))
         backup = BackupService(
             BackupStore(db, stores.accounts, stores.keys), stores.settings, keys, self._pause_chat, self._on_registered
         )
@@ -189,6 +207,18 @@ class CoreApp:
             except Exception:
                 log.exception("stopping %s failed", name)
         log.info("coreapp stopped")
+
+    def _build_disk_guard(self, db: Database, webhooks: WebhookStore, dispatcher: WebhookDispatcher) -> DiskGuard:
+        paths, maintenance = self._settings.paths, self._settings.maintenance
+
+        async def report(body: dict[str, Any]) -> None:
+            await db.run("disk.critical", lambda conn: webhooks.enqueue_txn(conn, WebhookKind.ERROR, body))
+            dispatcher.notify()
+
+        dirs = {"data": paths.data_dir, "log": paths.log_dir, "media": paths.media_dir}
+        return DiskGuard(
+            dirs, maintenance.disk_min_free_mb, interval_s=maintenance.disk_check_interval_s, report_error=report
+        )
 
     # --- the chat part --------------------------------------------------------------------------------------
 

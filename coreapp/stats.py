@@ -9,7 +9,7 @@ phone number or a message id (dependencies §5.7).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,12 +52,34 @@ class ChatView(Protocol):
     def sender(self) -> _SenderCounts: ...
 
 
+class DiskView(Protocol):
+    """One directory as the disk guard last measured it (``coreapp.maintenance.disk.DirState``)."""
+
+    @property
+    def free_bytes(self) -> int: ...
+
+    @property
+    def critical(self) -> bool: ...
+
+
+class GcCounts(Protocol):
+    """``coreapp.maintenance.gc.MessageGc``'s counters."""
+
+    @property
+    def runs(self) -> int: ...
+
+    @property
+    def deleted(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class AppStatsSources:
     db: Database
     dispatcher_stats: Callable[[], DispatcherStats]
     gateway_status: Callable[[], GatewayStatus]
     chat: Callable[[], ChatView | None]
+    disk: Callable[[], Mapping[str, DiskView]] | None = None
+    message_gc: GcCounts | None = None
 
 
 def _ok(db_stats: dict[str, dict[str, float]], name: str) -> int:
@@ -118,6 +140,25 @@ def app_families(sources: AppStatsSources, queue_size: int, uptime_s: float) -> 
     up = GaugeMetricFamily("uptime_seconds", "Seconds since coreapp started")
     up.add_metric([], round(uptime_s, 3))
     families += [gateway, up]
+
+    if sources.disk is not None:
+        disk = sources.disk()
+        critical = GaugeMetricFamily(
+            "disk_critical",
+            "1 while the directory has less free space than WA_DISK_MIN_FREE_MB (sending is refused), else 0",
+            labels=["dir"],
+        )
+        free = GaugeMetricFamily("disk_free_bytes", "Free bytes in the directory at the last check", labels=["dir"])
+        for name, state in sorted(disk.items()):
+            critical.add_metric([name], 1 if state.critical else 0)
+            free.add_metric([name], state.free_bytes)
+        families += [critical, free]
+    if sources.message_gc is not None:
+        runs = CounterMetricFamily("message_gc_runs", "Message garbage collection runs (periodic and on demand)")
+        runs.add_metric([], sources.message_gc.runs)
+        deleted = CounterMetricFamily("message_gc_deleted", "Messages deleted by garbage collection")
+        deleted.add_metric([], sources.message_gc.deleted)
+        families += [runs, deleted]
     return families
 
 

@@ -1,11 +1,27 @@
 #!/bin/sh
-# Daily log cleanup inside the webapp and coreapp images, as in the On-Prem images: the host's cron runs
+# Log cleanup inside the webapp and coreapp images, as in the On-Prem images: the host's cron runs
 #   docker exec <container> /opt/whatsapp/bin/cleanup.sh
-# It will run `python -m coreapp cleanup` or `python -m webapp cleanup` (keep the newest 30 log files in
-# WA_LOG_DIR).  Those commands come with a later issue; until then this placeholder only says so.
-# It exits 0 so that the host's cron job does not report a failure every night.
+# It deletes all but the newest 30 rotated log files of this container's process in WA_LOG_DIR, by running
+# `python -m coreapp cleanup` or `python -m webapp cleanup` (shared/logcleanup.py).
+#
+# Which process: the first argument (coreapp | webapp), else OPENPREM_PROCESS, else what PID 1 runs
+# (`python -m coreapp` / `python -m webapp`, the images' CMD).  The container's working directory and
+# environment (WA_CONFIG_FILE, WA_LOG_DIR) are those of `docker exec`, so the same settings apply.
 set -eu
 
-echo "cleanup.sh: log cleanup is not implemented yet (it will run 'python -m coreapp cleanup' or"
-echo "'python -m webapp cleanup'); RotatingFileHandler already caps each process at 30 files. Nothing done."
-exit 0
+process="${1:-${OPENPREM_PROCESS:-}}"
+if [ -z "$process" ] && [ -r /proc/1/cmdline ]; then
+    cmdline=$(tr '\0' ' ' < /proc/1/cmdline)
+    case "$cmdline" in
+        *"-m coreapp"*) process=coreapp ;;
+        *"-m webapp"*) process=webapp ;;
+    esac
+fi
+case "$process" in
+    coreapp|webapp) ;;
+    *)
+        echo "cleanup.sh: cannot tell whether this is coreapp or webapp; run: cleanup.sh coreapp|webapp" >&2
+        exit 2
+        ;;
+esac
+exec "${PYTHON:-python}" -m "$process" cleanup

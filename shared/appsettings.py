@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, field_serializer, field_validator
 
 MediaType = Literal["image", "video", "voice", "sticker", "audio", "document"]
 
@@ -38,10 +38,36 @@ class WebhookMessageFlags(_Strict):
     read: bool = True
 
 
+REVEAL_SECRETS = "reveal_secrets"
+"""``model_dump(mode="json", context={REVEAL_SECRETS: True})`` keeps write-only values in clear."""
+SECRET_MASK = "****"
+"""What GET shows for a set ``webhooks.secret`` (it is write-only)."""
+
+
 class Webhooks(_Strict):
     url: str = ""
     max_concurrent_requests: Literal[6, 12, 18, 24] = 6
     message: WebhookMessageFlags = WebhookMessageFlags()
+    secret: str = Field(default="", max_length=256, repr=False)
+    """OpenPrem: when set, every callback carries ``X-OpenPrem-Signature: sha256=<hex HMAC-SHA256 of the body>``.
+    Write-only: a JSON dump (GET) shows ``"****"``; ``""`` turns signing off; never logged (``repr=False``)."""
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_shape(cls, value: str) -> str:
+        if value and (len(value) < 16 or set(value) == {"*"}):
+            # "****" is what GET shows: sending it back (GET → edit → PATCH) must not replace the real secret.
+            raise ValueError("webhooks.secret must be empty or at least 16 characters (and not the mask)")
+        return value
+
+    @field_serializer("secret", when_used="json")
+    def _mask_secret(self, value: str, info: SerializationInfo) -> str:
+        # Masked in every JSON dump (the GET answer) unless the caller asks with ``REVEAL_SECRETS`` (webapp
+        # normalising a PATCH before it goes to coreapp).
+        context = info.context
+        if isinstance(context, dict) and context.get(REVEAL_SECRETS):
+            return value
+        return SECRET_MASK if value else ""
 
 
 class Media(_Strict):

@@ -143,6 +143,19 @@ class LogSettings(_Section):
         return upper
 
 
+class MaintenanceSettings(_Section):
+    """coreapp's housekeeping: periodic message GC and the free-disk-space guard (DESIGN §3)."""
+
+    gc_interval_h: float = Field(default=3.0, gt=0)
+    """Mean hours between periodic message GC runs; each wait is randomised by ``gc_jitter``."""
+    gc_jitter: float = Field(default=0.5, ge=0, lt=1)
+    """Fraction of ``gc_interval_h`` each wait may differ by (0.5: between 1.5 h and 4.5 h for 3 h)."""
+    gc_inbound_retention_days: float = Field(default=30.0, gt=0)
+    """Inbound messages are kept this long (so they can still be marked read)."""
+    disk_min_free_mb: float = Field(default=10.0, ge=0)
+    disk_check_interval_s: float = Field(default=10.0, gt=0)
+
+
 class Settings(_Section):
     db: DbSettings = DbSettings()
     bus: BusSettings = BusSettings()
@@ -151,6 +164,7 @@ class Settings(_Section):
     web: WebSettings = WebSettings()
     sandbox: SandboxSettings = SandboxSettings()
     log: LogSettings = LogSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     embedded: bool = False
 
     @model_validator(mode="after")
@@ -211,6 +225,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_SANDBOX_MEDIA_PORT": ("sandbox", "media_port"),
     "WA_LOG_LEVEL": ("log", "level"),
     "WA_LOG_TO_FILE": ("log", "to_file"),
+    "WA_GC_INTERVAL_H": ("maintenance", "gc_interval_h"),
+    "WA_GC_JITTER": ("maintenance", "gc_jitter"),
+    "WA_GC_INBOUND_RETENTION_DAYS": ("maintenance", "gc_inbound_retention_days"),
+    "WA_DISK_MIN_FREE_MB": ("maintenance", "disk_min_free_mb"),
+    "WA_DISK_CHECK_INTERVAL": ("maintenance", "disk_check_interval_s"),
     "WA_EMBEDDED": ("", "embedded"),
 }
 

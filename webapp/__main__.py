@@ -1,4 +1,5 @@
-"""``python -m webapp`` serves the API until SIGTERM/SIGINT; ``python -m webapp migrate`` migrates and exits."""
+"""``python -m webapp`` serves the API until SIGTERM/SIGINT; ``python -m webapp migrate`` migrates and exits;
+``python -m webapp cleanup`` deletes all but the newest 30 rotated log files (``docker/cleanup.sh``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from shared.bus import make_bus
 from shared.config import BusKind, ConfigError, Settings, default_env_file, load_settings
 from shared.lifecycle import run_process, stop_event
+from shared.logcleanup import run_cleanup
 from shared.logging import setup_logging, stop_logging
 from webapp.app import WebApp, run_migrations
 
@@ -40,13 +42,15 @@ async def serve(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m webapp", description="OpenPrem webapp: the /v1 REST API")
-    parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve")
+    parser.add_argument("command", nargs="?", choices=["serve", "migrate", "cleanup"], default="serve")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(env_file=default_env_file())
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.command == "cleanup":  # before setup_logging: this short-lived process must not write webapp.log
+        return run_cleanup(settings.paths.log_dir, "webapp")
     setup_logging(settings.log, settings.paths.log_dir, "webapp")
     try:
         if args.command == "migrate":

@@ -35,10 +35,12 @@ class RpcApi:
         view: CoreView,
         registration: RegistrationService,
         settings: SettingsStore,
+        critical_errors: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self._view = view
         self._registration = registration
         self._settings = settings
+        self._critical_errors = critical_errors
         self._routes: dict[str, Handler] = {
             "health.get": self.health,
             "account.register": self.register,
@@ -75,7 +77,13 @@ class RpcApi:
         return GatewayStatus.CONNECTING
 
     async def health(self, _payload: Payload) -> Payload:
-        return {"gateway_status": self.gateway_status().value}
+        """``gateway_status``, plus ``errors`` (``[{"code","title","details"}]``) only while a critical condition
+        such as a nearly full disk holds (DESIGN §3); webapp passes them through inside ``health``."""
+        answer: Payload = {"gateway_status": self.gateway_status().value}
+        errors = self._critical_errors() if self._critical_errors is not None else []
+        if errors:
+            answer["errors"] = errors
+        return answer
 
     # --- account --------------------------------------------------------------------------------------------
 

@@ -16,8 +16,11 @@ from coreapp.chat.link import ChatLink, ConnState
 from coreapp.models import MessageDirection, MessageStatus, NewMessage
 from coreapp.services.accept import MessageAcceptor
 from coreapp.services.compose import MediaPreparer, MessageComposer
+from coreapp.services.keys import IdentityAcks
 from coreapp.services.mark_read import ReadMarker
+from coreapp.storage.keys import KeyStore
 from coreapp.storage.messages import MessageStore
+from coreapp.storage.settings import SettingsStore
 from coreapp.storage.templates import TemplateStore
 from shared.bus.base import Payload
 from shared.db.engine import Database
@@ -31,9 +34,15 @@ MAX_MESSAGE_ID_LENGTH = 128
 
 class MessagesApi:
     def __init__(
-        self, view: CoreView, acceptor: MessageAcceptor, composer: MessageComposer, reader: ReadMarker
+        self,
+        view: CoreView,
+        acceptor: MessageAcceptor,
+        composer: MessageComposer,
+        reader: ReadMarker,
+        ensure_room: Callable[[], None] | None = None,
     ) -> None:
         self._view = view
+        self._ensure_room = ensure_room
         self._acceptor = acceptor
         self._composer = composer
         self._reader = reader
@@ -49,6 +58,8 @@ class MessagesApi:
             why = "not registered" if own is None else f"chat connection is {state.value if state else 'not started'}"
             log.warning("messages.send refused: service not ready (%s)", why)
             raise ApiError(ErrorCode.NOT_READY)
+        if self._ensure_room is not None:
+            self._ensure_room()  # 1016 while the disk guard reports a nearly full directory
         to = payload.get("to")
         if not isinstance(to, str) or not to.isdigit() or not 5 <= len(to) <= 20:
             raise ApiError(ErrorCode.INVALID_USER, "recipient must be a wa_id (digits only)")
@@ -85,7 +96,9 @@ def messages_routes(
     acceptor: MessageAcceptor,
     link: Callable[[], ChatLink | None],
     media: Callable[[], MediaPreparer | None],
+    ensure_room: Callable[[], None] | None = None,
 ) -> dict[str, Handler]:
     """The messages area's RPC methods, wired for ``RpcApi.add_routes``."""
-    composer = MessageComposer(templates, media)
-    return MessagesApi(view, acceptor, composer, ReadMarker(db, messages, link)).routes()
+    identities = IdentityAcks(KeyStore(db), SettingsStore(db))
+    composer = MessageComposer(templates, media, identity_check=identities.check_send)
+    return MessagesApi(view, acceptor, composer, ReadMarker(db, messages, link), ensure_room).routes()

@@ -2,25 +2,24 @@
 
 Stats travel as the §2.11 JSON map or as Prometheus text (``{"format": "prometheus"}``) so webapp relays them
 without knowing the metric names.  ``messages.gc`` runs batches until the garbage is gone or its time budget
-(well inside the RPC timeout) is spent, and says which: the caller may simply call again.
+(well inside the RPC timeout) is spent, and says which: the caller may simply call again.  The rules and the
+batching live in ``coreapp.maintenance.gc``, shared with the periodic GC.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import importlib.metadata
 import logging
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from coreapp.api.handlers import Handler
+from coreapp.maintenance.disk import DiskGuard
+from coreapp.maintenance.gc import GcPolicy, MessageGc
 from coreapp.models import GatewayStatus
 from coreapp.stats import AppStatsSources, ChatView, app_families, db_families
-from coreapp.storage.maintenance import GcCutoffs, MaintenanceStore
+from coreapp.storage.maintenance import MaintenanceStore
 from coreapp.webhooks.dispatcher import WebhookDispatcher
 from shared.bus.base import Payload
 from shared.config import Settings
@@ -30,27 +29,9 @@ from shared.metrics import families_to_json, prometheus_text
 
 log = logging.getLogger("openprem.coreapp.ops")
 
+__all__ = ["FORMATS", "GcPolicy", "OpsApi", "software_version"]
+
 FORMATS = frozenset({"json", "prometheus"})
-
-
-@dataclass(frozen=True)
-class GcPolicy:
-    """What ``messages.gc`` deletes (issue 5's periodic GC refines this).
-
-    - outbound ``read``/``failed`` (final: nothing more can happen to them) a week after their last change;
-    - outbound ``delivered`` after 30 days: the recipient may have read receipts off, so ``read`` never comes;
-    - inbound messages 30 days after arrival (the network redelivers within days, so dedup needs no more).
-    ``accepted`` and ``sent`` outbound messages are never collected: they may still be sent or delivered.
-    """
-
-    outbound_final: timedelta = timedelta(days=7)
-    outbound_delivered: timedelta = timedelta(days=30)
-    inbound: timedelta = timedelta(days=30)
-    batch: int = 500
-    budget_s: float = 20.0
-
-    def cutoffs(self, now: datetime) -> GcCutoffs:
-        return GcCutoffs(now - self.outbound_final, now - self.outbound_delivered, now - self.inbound)
 
 
 def software_version() -> str:
@@ -69,17 +50,26 @@ class OpsApi:
         gateway_status: Callable[[], GatewayStatus],
         chat: Callable[[], ChatView | None],
         gc_policy: GcPolicy | None = None,
+        *,
+        message_gc: MessageGc | None = None,
+        disk: DiskGuard | None = None,
     ) -> None:
         self._settings = settings
         self._db = db
         self._store = MaintenanceStore(db)
         self._dispatcher = dispatcher
-        self._sources = AppStatsSources(db, lambda: dispatcher.stats, gateway_status, chat)
+        self._message_gc = message_gc or MessageGc(db, gc_policy or GcPolicy.from_settings(settings.maintenance))
+        self._sources = AppStatsSources(
+            db,
+            lambda: dispatcher.stats,
+            gateway_status,
+            chat,
+            disk=(lambda: disk.states) if disk is not None else None,
+            message_gc=self._message_gc,
+        )
         self._gateway_status = gateway_status
-        policy = gc_policy or GcPolicy()
         # Finish well before webapp gives up on the RPC, so the answer (and the count) reaches the client.
-        self._gc_policy = dataclasses.replace(policy, budget_s=min(policy.budget_s, settings.bus.rpc_timeout_s / 2))
-        self._gc_lock = asyncio.Lock()
+        self._gc_budget_s = min(self._message_gc.policy.budget_s, settings.bus.rpc_timeout_s / 2)
         self._started = time.monotonic()
 
     def routes(self) -> dict[str, Handler]:
@@ -117,20 +107,9 @@ class OpsApi:
         }
 
     async def gc(self, _payload: Payload) -> Payload:
-        """One run at a time: a second caller waits for the first and then collects what is left."""
-        policy = self._gc_policy
-        async with self._gc_lock:
-            cutoffs = policy.cutoffs(datetime.now(UTC))
-            deadline = time.monotonic() + policy.budget_s
-            deleted, complete = 0, False
-            while time.monotonic() < deadline:
-                batch = await self._store.gc_batch(cutoffs, policy.batch)
-                deleted += batch
-                if batch < policy.batch:
-                    complete = True
-                    break
-        log.info("message GC: deleted %d messages (%s)", deleted, "complete" if complete else "time budget spent")
-        return {"deleted": deleted, "complete": complete}
+        """One run at a time (shared with the periodic GC): a second caller waits, then collects what is left."""
+        result = await self._message_gc.run(self._gc_budget_s)
+        return {"deleted": result.deleted, "complete": result.complete}
 
     def _uptime(self) -> float:
         return time.monotonic() - self._started

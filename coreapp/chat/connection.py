@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from coreapp.chat.backoff import Backoff
-from coreapp.chat.dispatch import PushDispatcher
+from coreapp.chat.dispatch import PushDispatcher, PushFailed
 from coreapp.chat.errors import ChatRemoteError, ChatUnavailable
 from coreapp.chat.link import ConnState
 from coreapp.chat.session import ChatSession, expect
@@ -279,7 +279,14 @@ class ChatConnection:
                 log.info("offline backlog drained (%d pushed)", frame.count)
                 self._offline_done.set()
                 continue
-            await self._dispatcher.dispatch(frame)
+            try:
+                await self._dispatcher.dispatch(frame)
+            except PushFailed as exc:
+                session = self._session
+                log.error("%s; reconnecting so the network replays it", exc)
+                if session is not None:
+                    await session.close("a push could not be handled")
+                return
 
     async def _ping_loop(self, session: ChatSession) -> None:
         interval = self._settings.ping_interval_s

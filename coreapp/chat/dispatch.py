@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -14,12 +15,26 @@ F = TypeVar("F")
 PushHandler = Callable[[Any], Awaitable[None]]
 
 
-class PushDispatcher:
-    """Maps a push frame type to its handler.  A handler acks the push itself, after its state is committed;
-    an exception leaves it unacked (the network replays it after a reconnect)."""
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+"""Backoff between attempts at one push: rides out a database restart (~16 s) while keeping push order."""
 
-    def __init__(self) -> None:
+
+class PushFailed(Exception):
+    """A push still failed after every retry: the session must go, so the network replays it."""
+
+
+class PushDispatcher:
+    """Maps a push frame type to its handler.  A handler acks the push itself, after its state is committed.
+
+    Handlers are idempotent (ids and receipt keys dedupe), so a failure — typically the database restarting —
+    is retried in place, which keeps the pushes behind it in order.  A push that still fails raises
+    ``PushFailed``: the connection then closes the session, and the network replays every unacked push after
+    the reconnect.  Leaving it unacked on a live session would lose it (nothing replays it until then).
+    """
+
+    def __init__(self, retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> None:
         self._handlers: dict[type[Frame], PushHandler] = {}
+        self._retry_delays_s = retry_delays_s
 
     def register(self, kind: type[F], handler: Callable[[F], Awaitable[None]]) -> None:
         self._handlers[kind] = handler  # type: ignore[index]
@@ -29,7 +44,14 @@ class PushDispatcher:
         if handler is None:
             log.warning("no handler for pushed %s; dropped", type(frame).__name__)
             return
-        try:
-            await handler(frame)
-        except Exception:
-            log.exception("handling pushed %s (id %d) failed; left unacked", type(frame).__name__, frame.id)
+        name = type(frame).__name__
+        for attempt, delay in enumerate((*self._retry_delays_s, None), start=1):
+            try:
+                await handler(frame)
+                return
+            except Exception as exc:
+                if delay is None:
+                    log.exception("handling pushed %s (id %d) failed %d times", name, frame.id, attempt)
+                    raise PushFailed(f"pushed {name} {frame.id}: {exc!r}") from exc
+                log.warning("handling pushed %s (id %d) failed (%r); retry in %.1fs", name, frame.id, exc, delay)
+                await asyncio.sleep(delay)

@@ -10,12 +10,13 @@ renders them from its own copy, as a real phone does; the hydrated body is only 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from coreapp.services import template_check
 from coreapp.storage.templates import TemplateStore
 from shared.errors import ApiError, ErrorCode
+from shared.ids import WaId
 
 log = logging.getLogger("openprem.coreapp.outbound")
 
@@ -32,15 +33,26 @@ class MediaPreparer(Protocol):
 
 
 class MessageComposer:
-    def __init__(self, templates: TemplateStore, media: Callable[[], MediaPreparer | None]) -> None:
+    def __init__(
+        self,
+        templates: TemplateStore,
+        media: Callable[[], MediaPreparer | None],
+        *,
+        identity_check: Callable[[WaId], Awaitable[None]] | None = None,
+    ) -> None:
         self._templates = templates
         self._media = media
+        self._identity_check = identity_check
+        """``IdentityAcks.check_send``: 1028 while the recipient's identity change is unacknowledged."""
 
     async def compose(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """``(type, content)`` for a validated send body; ``ApiError`` for what cannot be sent."""
         kind = payload.get("type", "text")
         if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
             raise ApiError(ErrorCode.INVALID_PARAMETER, f"type: message type {kind!r} is not supported")
+        to = payload.get("to")
+        if self._identity_check is not None and isinstance(to, str):
+            await self._identity_check(WaId(to))  # before any media upload: a refused send costs nothing
         body = payload.get(kind)
         if kind == "contacts":
             if not isinstance(body, list) or not body:

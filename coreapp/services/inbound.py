@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.chat.link import ChatLink
 from coreapp.models import MessageDirection, MessageStatus, NewMessage
-from coreapp.services.keys import KeyService
+from coreapp.services.keys import KeyService, unacknowledged_identity
 from coreapp.services.media import MediaService
 from coreapp.storage.keys import KeyStore
 from coreapp.storage.messages import MessageStore
@@ -97,7 +97,9 @@ class InboundService:
         if envelope.kind is not EnvelopeKind.PREKEY:
             raise e2e.DecryptError("no session for this sender device")
         candidate = self._keys.begin_identity_change()
-        state, plaintext = await e2e.decrypt_first(candidate, None, envelope, sender_device=device)
+        # Keep the session we held as a previous one: if our first message crossed theirs, the peer may still
+        # answer on it (shared.wire.e2e session records).
+        state, plaintext = await e2e.decrypt_first(candidate, None, envelope, sender_device=device, existing=session)
         return state, plaintext, candidate
 
     async def _commit(
@@ -183,12 +185,14 @@ class SystemNotices:
         self._webhooks = webhooks
         self._settings = settings
         self._notify_webhooks = notify_webhooks
+        self._keys = KeyStore(db)
 
     async def identity_changed(self, frame: IdentityChanged) -> None:
         settings = await self._settings.get_application()
         event = f"{frame.wa_id}/{frame.timestamp}/{frame.new_wa_id or ''}".encode()
         digest = hashlib.sha256(event).digest()
         message_id = base64.urlsafe_b64encode(b"\x80\x12" + digest[:18]).decode().rstrip("=")
+        peer_identity: dict[str, Any] | None = None
         if frame.new_wa_id is not None:
             if not settings.notify_user_change_number:
                 return
@@ -201,17 +205,21 @@ class SystemNotices:
         else:
             if not settings.show_security_notifications:
                 return
-            key_hash = base64.b64encode(digest[18:26]).decode()
+            # The 480/1028 flow (``IdentityAcks``): unacknowledged until PUT /v1/contacts/{wa_id}/identity.
+            identity = unacknowledged_identity(frame)
             system = {
                 "body": f"{frame.wa_id}'s security code changed",
                 "type": "user_identity_changed",
-                "identity": key_hash,
+                "identity": identity["hash"],
             }
-            # No 480/1028 acknowledgement flow here: the change is reported as already acknowledged.
-            identity = {"acknowledged": True, "created_timestamp": frame.timestamp, "hash": key_hash}
             body = payloads.system_message(message_id, frame.wa_id, frame.timestamp, system, identity=identity)
+            peer_identity = identity
 
         async def notice_txn(conn: AsyncConnection) -> None:
+            if peer_identity is not None:
+                known = await self._keys.peer_identity_txn(conn, WaId(frame.wa_id), for_update=True)
+                if known is None or known.get("hash") != peer_identity["hash"]:  # a replay keeps its acknowledgement
+                    await self._keys.save_peer_identity_txn(conn, WaId(frame.wa_id), peer_identity)
             await self._webhooks.enqueue_txn(conn, WebhookKind.INBOUND_MESSAGE, body)
 
         await self._db.run("inbound.system_notice", notice_txn)

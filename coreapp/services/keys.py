@@ -9,12 +9,17 @@ identity in memory exactly as in the DB.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from coreapp.chat.link import ChatLink
 from coreapp.storage.keys import KeyStore
+from coreapp.storage.settings import SettingsStore
+from shared.errors import ApiError, ErrorCode
 from shared.ids import WaId
 from shared.wire.e2e import Identity
 from shared.wire.frames import IdentityChanged, LoginOk, PublishPreKeys
@@ -115,3 +120,71 @@ class IdentityChangeHandler:
         if self._notify is not None:
             await self._notify(frame)  # committed before the ack: a crash in between repeats it, same id
         await self._link.ack(frame)
+
+
+def identity_hash(frame: IdentityChanged) -> str:
+    """The fingerprint of a peer's identity change, as the ``user_identity_changed`` webhook and
+    ``GET /v1/contacts/{wa_id}/identity`` show it and ``PUT`` takes back.
+
+    The network does not send the new key in ``IdentityChanged``, so this is derived from the event (peer and
+    time of the change): stable across replays of the same push, different for each change.
+    """
+    event = f"{frame.wa_id}/{frame.timestamp}/{frame.new_wa_id or ''}".encode()
+    return base64.b64encode(hashlib.sha256(event).digest()[18:26]).decode()
+
+
+def unacknowledged_identity(frame: IdentityChanged) -> dict[str, Any]:
+    """The stored (and webhook ``identity``) document of a fresh identity change: not yet acknowledged."""
+    return {"hash": identity_hash(frame), "created_timestamp": frame.timestamp, "acknowledged": False}
+
+
+class IdentityAcks:
+    """The 480/1028 flow (reference §2.1, §4): after a peer's identity change reported with
+    ``show_security_notifications`` on, sends to it answer 1028 until ``PUT /v1/contacts/{wa_id}/identity``
+    acknowledges the current hash.  With the setting off nothing is recorded and nothing blocks (a record left from
+    before the setting was turned off no longer blocks either).
+
+    The setting is read from the database (not a cached copy) and only when a peer has an unacknowledged record,
+    so the common send pays one indexed read.
+    """
+
+    def __init__(self, store: KeyStore, settings: SettingsStore) -> None:
+        self._store = store
+        self._settings = settings
+
+    async def get(self, peer: WaId) -> dict[str, Any]:
+        """``{"identity": [{"hash", "created_timestamp", "acknowledged"}]}``; 1006 when no change was recorded."""
+        doc = await self._store.load_peer_identity(peer)
+        if doc is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"no identity change recorded for {peer}")
+        return {"identity": [_shown(doc)]}
+
+    async def acknowledge(self, peer: WaId, key_hash: str) -> dict[str, Any]:
+        """Acknowledge the current identity; 1009 for another hash, 1006 when none is recorded."""
+        doc = await self._store.acknowledge_peer_identity(peer, key_hash)
+        if doc is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"no identity change recorded for {peer}")
+        if doc.get("hash") != key_hash:
+            raise ApiError(ErrorCode.INVALID_PARAMETER, "hash is not the contact's current identity hash")
+        log.info("identity change of %s acknowledged", peer)
+        return {"identity": [_shown(doc)]}
+
+    async def check_send(self, peer: WaId) -> None:
+        """1028 when ``peer``'s identity change is unacknowledged and ``show_security_notifications`` is on."""
+        doc = await self._store.load_peer_identity(peer)
+        if doc is None or doc.get("acknowledged") is not False:
+            return
+        if not (await self._settings.reload()).show_security_notifications:
+            return
+        raise ApiError(
+            ErrorCode.IDENTITY_ACK_REQUIRED,
+            f"the identity of {peer} changed; acknowledge it with PUT /v1/contacts/{peer}/identity",
+        )
+
+
+def _shown(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "hash": str(doc.get("hash", "")),
+        "created_timestamp": int(doc.get("created_timestamp", 0)),
+        "acknowledged": bool(doc.get("acknowledged", True)),
+    }

@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.models import OUTBOUND_RANK, MessageDirection, MessageStatus
 from coreapp.storage.messages import MessageStore
+from coreapp.storage.tables import messages as messages_table
 from coreapp.storage.webhooks import WebhookKind, WebhookStore
 from coreapp.webhooks import payloads
 from shared.appsettings import ApplicationSettings
@@ -75,6 +77,8 @@ class StatusWriter:
                 reported = [s for s in _LADDER if floor < OUTBOUND_RANK[s] <= OUTBOUND_RANK[status]]
             if not (current is MessageStatus.FAILED and status is MessageStatus.SENT):
                 await self._messages.set_status_txn(conn, message_id, status)
+            if settings.pass_through and status in (MessageStatus.DELIVERED, MessageStatus.READ):
+                await _forget_content_txn(conn, message_id)
         when = timestamp if timestamp is not None else int(time.time())
         errors = [_error_entry(error)] if error is not None else None
         queued = False
@@ -85,6 +89,18 @@ class StatusWriter:
                 await self._webhooks.enqueue_txn(conn, WebhookKind.STATUS_CHANGE, body)
                 queued = True
         return queued
+
+
+async def _forget_content_txn(conn: AsyncConnection, message_id: MessageId) -> None:
+    """``pass_through``: once delivered (or read) the message's content and envelopes leave the DB.
+
+    The original deleted the whole message; OpenPrem keeps the id, peer and status (a few bytes) so a later
+    ``read`` is still reported in order and a redelivered receipt is still recognised.  Applied from the next
+    status on (no restart needed).
+    """
+    await conn.execute(
+        update(messages_table).where(messages_table.c.id == message_id).values(content=None, envelopes=None)
+    )
 
 
 def _error_entry(error: StatusError) -> dict[str, object]:

@@ -9,11 +9,13 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.storage.tables import identity, signal_sessions
+from coreapp.storage.tables_settings import settings as settings_table
 from shared.db.engine import Database
 from shared.db.types import upsert
 from shared.ids import WaId
@@ -103,6 +105,52 @@ class KeyStore:
             await conn.execute(delete(signal_sessions).where(signal_sessions.c.peer == peer))
 
         await self._db.run("keys.delete_sessions", fn)
+
+    # --- peers' identities (the 480/1028 acknowledgement flow) ------------------------------------------------
+    # One JSON document per peer in the ``settings`` table, named ``peer_identity:<wa_id>``:
+    # ``{"hash", "created_timestamp", "acknowledged"}`` of the peer's latest identity change.
+
+    async def load_peer_identity(self, peer: WaId) -> dict[str, Any] | None:
+        async def fn(conn: AsyncConnection) -> dict[str, Any] | None:
+            return await self.peer_identity_txn(conn, peer)
+
+        return await self._db.run("keys.load_peer_identity", fn)
+
+    async def peer_identity_txn(
+        self, conn: AsyncConnection, peer: WaId, *, for_update: bool = False
+    ) -> dict[str, Any] | None:
+        stmt = select(settings_table.c.value).where(settings_table.c.name == _peer_identity_name(peer))
+        if for_update:
+            stmt = stmt.with_for_update()
+        raw = await conn.scalar(stmt)
+        doc = None if raw is None else orjson.loads(raw)
+        return doc if isinstance(doc, dict) else None
+
+    async def save_peer_identity_txn(self, conn: AsyncConnection, peer: WaId, doc: Mapping[str, Any]) -> None:
+        values = {
+            "name": _peer_identity_name(peer),
+            "value": orjson.dumps(dict(doc)).decode(),
+            "updated_at": datetime.now(UTC),
+        }
+        await upsert(conn, settings_table, values, key=["name"], update=["value", "updated_at"])
+
+    async def acknowledge_peer_identity(self, peer: WaId, key_hash: str) -> dict[str, Any] | None:
+        """Mark the peer's identity acknowledged if ``key_hash`` is its current hash; the stored document after
+        (unchanged on a wrong hash), ``None`` when none is recorded."""
+
+        async def fn(conn: AsyncConnection) -> dict[str, Any] | None:
+            doc = await self.peer_identity_txn(conn, peer, for_update=True)
+            if doc is None or doc.get("hash") != key_hash or doc.get("acknowledged") is True:
+                return doc
+            doc = {**doc, "acknowledged": True}
+            await self.save_peer_identity_txn(conn, peer, doc)
+            return doc
+
+        return await self._db.run("keys.acknowledge_peer_identity", fn)
+
+
+def _peer_identity_name(peer: WaId) -> str:
+    return f"peer_identity:{peer}"
 
 
 def _upsert_sessions(dialect: str, rows: list[dict[str, Any]]) -> Any:

@@ -1,23 +1,26 @@
 """The webhook outbox: webhook bodies written in the same transaction as the state change that causes them.
 
 A row is only ever deleted after the receiver answered HTTP 200, so a crash at any point loses nothing (the
-receiver may see an event twice and drops it by ``event_id``).  Rows are delivered strictly by ``seq``.
+receiver may see an event twice and drops it by ``event_id``).  Rows of one ``partition_key`` (the peer's wa_id,
+see ``partition_of``) are delivered strictly by ``seq``; the dispatcher may interleave partitions.
+
+``webhook_log`` is the delivery log: one row per attempt, bounded by ``trim_log``.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coreapp.storage.tables_webhooks import webhook_outbox
+from coreapp.storage.tables_webhooks import webhook_log, webhook_outbox
 from shared.db.engine import Database
 from shared.ids import EventId, new_event_id
 
@@ -25,6 +28,24 @@ LAST_ERROR_MAX = 255
 """Width of ``webhook_outbox.last_error``; longer messages are cut rather than failing the update."""
 DELETE_CHUNK = 500
 """Rows per ``DELETE … WHERE seq IN (…)`` statement."""
+PARTITION_MAX = 64
+"""Width of ``webhook_outbox.partition_key``."""
+
+
+def partition_of(body: Mapping[str, Any]) -> str:
+    """The ordering key of a webhook body: the wa_id of the user it is about.
+
+    A status names its ``recipient_id``, an inbound message its ``from``; so an inbound message and the statuses of
+    the replies it caused share a partition, and so do all statuses of one message.  An ``errors`` callback is
+    about no one: partition ``""``.
+    """
+    for key, field in (("statuses", "recipient_id"), ("messages", "from")):
+        entries = body.get(key)
+        if isinstance(entries, list) and entries and isinstance(entries[0], Mapping):
+            value = entries[0].get(field)
+            if isinstance(value, str) and value:
+                return value[:PARTITION_MAX]
+    return ""
 
 
 class WebhookKind(enum.StrEnum):
@@ -47,6 +68,35 @@ class OutboxRow:
     next_attempt_at: datetime
     created_at: datetime
     last_error: str | None
+    partition: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One delivery attempt (``webhook_log``); ``status`` is the HTTP status when there was an answer."""
+
+    event_id: str
+    seq: int
+    kind: str
+    host: str
+    attempt: int
+    status: int | None
+    error: str | None
+    latency_ms: float
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "seq": self.seq,
+            "kind": self.kind,
+            "host": self.host,
+            "attempt": self.attempt,
+            "status": self.status,
+            "error": self.error,
+            "latency_ms": round(self.latency_ms, 1),
+            "at": self.at.isoformat(),
+        }
 
 
 class WebhookStore:
@@ -60,8 +110,12 @@ class WebhookStore:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
-    async def enqueue_txn(self, conn: AsyncConnection, kind: str, body: dict[str, Any]) -> EventId:
+    async def enqueue_txn(
+        self, conn: AsyncConnection, kind: str, body: dict[str, Any], partition: str | None = None
+    ) -> EventId:
         """Queue ``body`` inside the caller's open transaction and return its event id.
+
+        ``partition`` is the ordering key (default: ``partition_of(body)``).
 
         The caller commits the state change and this row together, then calls ``WebhookDispatcher.notify()``.
         """
@@ -77,15 +131,23 @@ class WebhookStore:
                 next_attempt_at=now,
                 created_at=now,
                 last_error=None,
+                partition_key=(partition_of(body) if partition is None else partition)[:PARTITION_MAX],
             )
         )
         return event_id
 
-    async def head(self, limit: int) -> list[OutboxRow]:
-        """The oldest ``limit`` rows, in delivery order."""
+    async def head(self, limit: int, also: Sequence[int] = ()) -> list[OutboxRow]:
+        """The oldest ``limit`` rows, plus the rows ``also`` names wherever they are, in delivery order."""
 
         async def fn(conn: AsyncConnection) -> list[OutboxRow]:
-            result = await conn.execute(select(webhook_outbox).order_by(webhook_outbox.c.seq).limit(limit))
+            query = select(webhook_outbox).order_by(webhook_outbox.c.seq).limit(limit)
+            found = list(await conn.execute(query))
+            if also:
+                seen = {int(r.seq) for r in found}
+                wanted = sorted(set(also) - seen)[:DELETE_CHUNK]
+                if wanted:
+                    found += list(await conn.execute(select(webhook_outbox).where(webhook_outbox.c.seq.in_(wanted))))
+                    found.sort(key=lambda r: int(r.seq))
             return [
                 OutboxRow(
                     seq=int(row.seq),
@@ -96,8 +158,9 @@ class WebhookStore:
                     next_attempt_at=row.next_attempt_at,
                     created_at=row.created_at,
                     last_error=row.last_error,
+                    partition=row.partition_key or "",
                 )
-                for row in result
+                for row in found
             ]
 
         return await self._db.run("webhooks.head", fn)
@@ -142,3 +205,64 @@ class WebhookStore:
             return int(await conn.scalar(select(func.count()).select_from(webhook_outbox)) or 0)
 
         return await self._db.run("webhooks.count", fn)
+
+    # --- the delivery log -----------------------------------------------------------------------------------
+
+    async def add_log(self, entries: Sequence[LogEntry]) -> None:
+        """Append attempts to ``webhook_log`` (one transaction)."""
+        if not entries:
+            return
+        rows = [
+            {
+                "event_id": e.event_id,
+                "seq": e.seq,
+                "kind": e.kind,
+                "host": e.host[:255],
+                "attempt": e.attempt,
+                "status": e.status,
+                "error": None if e.error is None else e.error[:LAST_ERROR_MAX],
+                "latency_ms": e.latency_ms,
+                "at": e.at,
+            }
+            for e in entries
+        ]
+
+        async def fn(conn: AsyncConnection) -> None:
+            await conn.execute(insert(webhook_log), rows)
+
+        await self._db.run("webhooks.add_log", fn)
+
+    async def read_log(self, limit: int) -> list[LogEntry]:
+        """The newest ``limit`` attempts, newest first."""
+
+        async def fn(conn: AsyncConnection) -> list[LogEntry]:
+            result = await conn.execute(select(webhook_log).order_by(webhook_log.c.id.desc()).limit(limit))
+            return [
+                LogEntry(
+                    event_id=r.event_id,
+                    seq=int(r.seq),
+                    kind=r.kind,
+                    host=r.host,
+                    attempt=int(r.attempt),
+                    status=None if r.status is None else int(r.status),
+                    error=r.error,
+                    latency_ms=float(r.latency_ms),
+                    at=r.at,
+                )
+                for r in result
+            ]
+
+        return await self._db.run("webhooks.read_log", fn)
+
+    async def trim_log(self, keep_rows: int, older_than: datetime) -> int:
+        """Forget attempts beyond the newest ``keep_rows`` and those before ``older_than``; how many went."""
+
+        async def fn(conn: AsyncConnection) -> int:
+            newest = await conn.scalar(select(func.max(webhook_log.c.id)))
+            cond = webhook_log.c.at < older_than
+            if newest is not None:
+                cond = or_(cond, webhook_log.c.id <= int(newest) - keep_rows)
+            result = await conn.execute(delete(webhook_log).where(cond))
+            return int(result.rowcount or 0)
+
+        return await self._db.run("webhooks.trim_log", fn)

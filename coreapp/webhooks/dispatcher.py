@@ -1,37 +1,55 @@
 """Delivers the webhook outbox to ``webhooks.url``, in order, at least once.
 
 On-Prem semantics (reference §3.4, DESIGN §8): only HTTP 200 completes an event; anything else is retried with
-linear backoff ``min(attempts * callback_backoff_delay_ms, max_callback_backoff_delay_ms)`` and, because events
-are delivered in order, a failing head holds back everything queued behind it.  All state is in the DB, so a
-restart resumes where the last run stopped; an event whose 200 arrived but whose row was not yet deleted is
-sent again, and receivers drop it by ``X-OpenPrem-Event-Id``.
+linear backoff ``min(attempts * callback_backoff_delay_ms, max_callback_backoff_delay_ms)`` (then at the cap,
+for as long as it takes).  All state is in the DB, so a restart resumes where the last run stopped; an event
+whose 200 arrived but whose row was not yet deleted is sent again, and receivers drop it by
+``X-OpenPrem-Event-Id``.
+
+Concurrency and order (``webhooks.max_concurrent_requests``, 6/12/18/24): each row carries a partition (the
+peer's wa_id, ``partition_of``).  At most one request per partition is in flight and a partition's rows go in
+``seq`` order, so the statuses of one message never overtake each other and an inbound message goes before the
+statuses of the replies it caused; up to N partitions are in flight together.  Events of *different* peers may
+complete in any order (On-Prem never promised otherwise: receivers order statuses by ``timestamp``).
+
+A failing callback holds back the ones behind it in its partition, and, faithful to the original "a failing
+callback blocks the queue", while any callback is failing no new work is started in any partition: only the
+failed heads are retried (each on its own backoff) until they get their 200, then delivery resumes.  Requests
+already in flight when a failure happens finish normally.
+
+Beyond the original: with ``webhooks.secret`` set every request carries
+``X-OpenPrem-Signature: sha256=<hex HMAC-SHA256(secret, body bytes)>``: receivers compute the HMAC of the raw
+request body (before any JSON parsing) with the same secret and compare with ``hmac.compare_digest``.  And every
+attempt goes to the ``webhook_log`` table (host only, status or error, latency), kept to the newest
+``LOG_KEEP_ROWS`` rows and ``LOG_KEEP_S`` of age, readable with ``GET /v1/webhooks/log``.
+
+Time: ``clock`` (epoch seconds) decides what is due, ``sleeper`` does the waiting; tests inject both.
 
 Delivered rows are deleted in groups, off the delivery path: after a 200 the row's ``seq`` joins ``_delivered``
 (which later reads of the head skip, so it is never posted twice by one run), and a second task deletes what has
 collected (up to ``DELETE_BATCH`` rows, lingering ``DELETE_LINGER_S`` for more) in one transaction.  Still
 "deleted only after a 200"; a crash before that delete posts those events again, as before.
 
-Delivery is strictly sequential: one request in flight.  ``webhooks.max_concurrent_requests`` is accepted but
-not used yet, since parallel requests could complete out of order and the On-Prem ordering promise is the one
-receivers depend on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from yarl import URL
 
 from coreapp.storage.settings import SettingsStore
-from coreapp.storage.webhooks import OutboxRow, WebhookStore
+from coreapp.storage.webhooks import LogEntry, OutboxRow, WebhookStore
 from shared.appsettings import ApplicationSettings
 from shared.db.engine import Database
 from shared.tasks import TaskSupervisor
@@ -42,7 +60,11 @@ SslContextProvider = Callable[[], Awaitable[ssl.SSLContext | None]]
 """Returns the context used to verify the receiver (e.g. built from an uploaded webhook CA), or ``None`` for
 the default trust store.  Called before every request so an uploaded CA applies without a restart."""
 
+Sleeper = Callable[[float], Awaitable[None]]
+"""``asyncio.sleep`` or a test's fake: waits ``seconds`` of the dispatcher's clock."""
+
 EVENT_ID_HEADER = "X-OpenPrem-Event-Id"
+SIGNATURE_HEADER = "X-OpenPrem-Signature"
 REQUEST_TIMEOUT_S = 15.0
 IDLE_POLL_S = 5.0
 """Re-check the outbox this often even without ``notify()`` (a missed wake-up only costs this much)."""
@@ -55,6 +77,17 @@ DELETE_BATCH = 100
 DELETE_LINGER_S = 0.05
 """After the first delivered row, wait this long for more before deleting (fewer, larger transactions)."""
 DELETE_RETRY_S = 1.0
+LOG_KEEP_ROWS = 10_000
+LOG_KEEP_S = 7 * 24 * 3600.0
+LOG_TRIM_EVERY_S = 300.0
+"""How often (by ``clock``) the delivery log is trimmed to ``LOG_KEEP_ROWS`` / ``LOG_KEEP_S``."""
+LOG_BUFFER_MAX = 10_000
+"""Attempts kept in memory while the log cannot be written (the oldest are dropped past this)."""
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The ``X-OpenPrem-Signature`` value: ``sha256=`` and the hex HMAC-SHA256 of the exact body bytes."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -82,6 +115,16 @@ def backoff_ms(attempts: int, settings: ApplicationSettings) -> int:
     return min(attempts * settings.callback_backoff_delay_ms, settings.max_callback_backoff_delay_ms)
 
 
+def url_host(url: str) -> str:
+    """``host[:port]`` of ``url`` (what the delivery log keeps: no path, query or credentials)."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return "<invalid url>"
+    host = parsed.host or "<no host>"
+    return f"{host}:{parsed.explicit_port}" if parsed.explicit_port is not None else host
+
+
 def redact_url(url: str) -> str:
     """The URL without credentials, query or fragment: safe to log (tokens often ride in the query)."""
     try:
@@ -91,7 +134,8 @@ def redact_url(url: str) -> str:
 
 
 class WebhookDispatcher:
-    """One supervised task that drains the outbox head-first.  ``notify()`` after committing new rows."""
+    """A supervised scheduler that drains the outbox (``notify()`` after committing new rows), one request per
+    partition, up to ``webhooks.max_concurrent_requests`` in flight."""
 
     def __init__(
         self,
@@ -104,12 +148,14 @@ class WebhookDispatcher:
         ssl_context_provider: SslContextProvider | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         idle_poll_s: float = IDLE_POLL_S,
+        sleeper: Sleeper = asyncio.sleep,
     ) -> None:
         self._db = db
         self._store = store
         self._settings = settings_store
         self._supervisor = supervisor
         self._clock = clock
+        self._sleeper = sleeper
         self._ssl_context_provider = ssl_context_provider
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._idle_poll_s = idle_poll_s
@@ -119,6 +165,10 @@ class WebhookDispatcher:
         self._delivered: set[int] = set()  # got their 200, row not deleted yet: never posted again by this run
         self._to_delete: list[int] = []
         self._delete_wake = asyncio.Event()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}  # partition -> the task delivering its rows in order
+        self._failing: set[int] = set()  # seqs whose last attempt failed (held-back heads): pauses new work
+        self._log_buffer: list[LogEntry] = []
+        self._last_trim: float | None = None
         self._session: aiohttp.ClientSession | None = None
         self._failed_url: str | None = None  # URL of the last failed attempt: a new URL is tried at once
         self._waiting_for_url = False
@@ -133,23 +183,32 @@ class WebhookDispatcher:
         self._deleter = self._supervisor.spawn_forever("webhooks.deleter", self._delete_loop, restart_delay_s=1.0)
 
     async def stop(self, timeout_s: float = 5.0) -> None:
-        """Cancel delivery (an in-flight request is abandoned; its row stays and is sent again next start)."""
+        """Cancel delivery (in-flight requests are abandoned; their rows stay and are sent again next start)."""
         self._settings.remove_listener(self._on_settings)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.wait({task}, timeout=timeout_s)
+        await self._cancel_in_flight(timeout_s)
         deleter, self._deleter = self._deleter, None
         if deleter is not None:
             deleter.cancel()
             await asyncio.wait({deleter}, timeout=timeout_s)
-        if self._to_delete:  # best effort: whatever is left is posted again next start (receivers dedupe)
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(timeout_s):
-                    await self._delete_pending()
+        with contextlib.suppress(Exception):  # best effort: left rows are posted again next start (receivers dedupe)
+            async with asyncio.timeout(timeout_s):
+                await self._delete_pending()
+                await self._flush_log()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+    async def _cancel_in_flight(self, timeout_s: float) -> None:
+        tasks = list(self._in_flight.values())
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        self._in_flight.clear()
 
     def notify(self) -> None:
         """Wake the dispatcher: new rows were committed (or something changed worth re-checking)."""
@@ -163,22 +222,16 @@ class WebhookDispatcher:
         self.notify()
 
     async def _run(self) -> None:
-        while True:
-            self._wake.clear()  # before reading, so a notify() during the read is not lost
-            # A copy taken before the read: the deleter may delete a row (and forget its seq) while the read
-            # is in flight, and the read's snapshot may still hold that row.
-            delivered = set(self._delivered)
-            rows = [r for r in await self._store.head(BATCH + len(delivered)) if r.seq not in delivered]
-            wait_s = self._idle_poll_s if not rows else 0.0
-            for row in rows:
-                wait = await self._handle(row)
-                if wait is not None:
-                    wait_s = wait
-                    break
-            await self._sleep(wait_s)
+        try:
+            while True:
+                self._wake.clear()  # before reading, so a notify() during the read is not lost
+                await self._sleep(await self._schedule())
+        finally:
+            # A restart of this task (after a crash) must not leave orphaned requests holding partitions.
+            await self._cancel_in_flight(1.0)
 
-    async def _handle(self, row: OutboxRow) -> float | None:
-        """Deliver ``row`` if it is due; ``None`` when delivered, else seconds to wait before the next look."""
+    async def _schedule(self) -> float:
+        """Start every partition that may start now; seconds until the next look is worth it."""
         settings = await self._settings.get_application()
         url = settings.webhooks.url
         if not url:
@@ -187,25 +240,74 @@ class WebhookDispatcher:
                 self._waiting_for_url = True
             return self._idle_poll_s  # rows wait, never dropped; a settings PATCH wakes us
         self._waiting_for_url = False
-
-        due_in = row.next_attempt_at.timestamp() - self._clock()
+        limit = settings.webhooks.max_concurrent_requests
+        # Copies taken before the read: a request may finish (and the deleter forget its seq) while the read is
+        # in flight, and the read's snapshot may still hold that row as it was; its partition is still marked
+        # in flight in the copy, so nothing of it is started from this snapshot.
+        delivered = set(self._delivered)
+        busy = set(self._in_flight)
+        failing = set(self._failing)
+        size = BATCH + len(delivered)
+        # The failed heads are read wherever they are: while paused nothing else moves, so they must be seen.
+        rows = await (self._store.head(size, also=sorted(failing)) if failing else self._store.head(size))
+        present = {r.seq for r in rows}
+        self._failing -= {seq for seq in failing if seq not in present and seq not in delivered}  # gone
+        self._failing |= {r.seq for r in rows if r.attempts > 0 and r.seq not in delivered}  # e.g. after a restart
+        by_partition: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            if row.seq not in delivered:
+                by_partition.setdefault(row.partition, []).append(row)
         url_changed = self._failed_url is not None and url != self._failed_url
-        if due_in > 0 and not url_changed:
-            return due_in
+        now = self._clock()
+        wait_s = self._idle_poll_s
+        for partition, queue in by_partition.items():  # in order of each partition's head
+            if partition in busy:
+                continue
+            head = queue[0]
+            if self._failing and head.seq not in self._failing:
+                continue  # a failing callback blocks the queue: only failed heads are retried
+            due_in = head.next_attempt_at.timestamp() - now
+            if due_in > 0 and not url_changed:
+                wait_s = min(wait_s, due_in)
+                continue
+            if len(self._in_flight) >= limit:
+                break  # a finishing request wakes us
+            self._in_flight[partition] = asyncio.get_running_loop().create_task(
+                self._drain(partition, queue, url, settings)
+            )
+        return wait_s
 
-        error = await self._post(row, url)
+    async def _drain(self, partition: str, queue: list[OutboxRow], url: str, settings: ApplicationSettings) -> None:
+        """Deliver ``queue`` (rows of one partition, in order) one at a time, stopping at the first failure or as
+        soon as any partition is failing."""
+        try:
+            for row in queue:
+                if not await self._deliver(row, url, settings) or self._failing:
+                    return  # this row failed, or another partition is failing: the queue is blocked
+        finally:
+            self._in_flight.pop(partition, None)
+            self._wake.set()
+
+    async def _deliver(self, row: OutboxRow, url: str, settings: ApplicationSettings) -> bool:
+        """One attempt; whether it got its 200."""
+        error = await self._post(row, url, settings)
         if error is None:
-            self._failed_url = None
+            self._failing.discard(row.seq)
+            if self._failed_url == url and not self._failing:
+                self._failed_url = None
             self._delivered.add(row.seq)
             self._to_delete.append(row.seq)
             self._delete_wake.set()
-            return None
-
+            return True
         self._failed_url = url
+        self._failing.add(row.seq)
         attempts = row.attempts + 1
         delay_s = backoff_ms(attempts, settings) / 1000.0
         next_at = datetime.fromtimestamp(self._clock() + delay_s, UTC)
-        await self._store.defer(row.seq, attempts, next_at, error)
+        try:
+            await self._store.defer(row.seq, attempts, next_at, error)
+        except Exception:
+            log.exception("could not record the failed attempt of webhook %s", row.event_id)
         log.warning(
             "webhook %s to %s failed (attempt %d): %s; retry in %.2fs",
             row.event_id,
@@ -214,23 +316,28 @@ class WebhookDispatcher:
             error,
             delay_s,
         )
-        return delay_s
+        return False
 
-    async def _post(self, row: OutboxRow, url: str) -> str | None:
-        """POST the stored body once; ``None`` on HTTP 200, else why it failed."""
+    async def _post(self, row: OutboxRow, url: str, settings: ApplicationSettings) -> str | None:
+        """POST the stored body once; ``None`` on HTTP 200, else why it failed.  Logged to ``webhook_log``."""
         assert self._session is not None, "start() first"
         ssl_ctx = await self._ssl_context_provider() if self._ssl_context_provider is not None else None
+        data = row.body.encode()
         headers = {"Content-Type": "application/json", EVENT_ID_HEADER: row.event_id}
+        if settings.webhooks.secret:
+            headers[SIGNATURE_HEADER] = signature(settings.webhooks.secret, data)
         started = time.perf_counter()
         error: str | None
+        status: int | None = None
         try:
             async with self._session.post(
                 url,
-                data=row.body.encode(),
+                data=data,
                 headers=headers,
                 ssl=ssl_ctx if ssl_ctx is not None else True,
                 allow_redirects=False,  # a redirect is not a 200: On-Prem treats it as a failure
             ) as resp:
+                status = resp.status
                 result = "success" if resp.status == 200 else str(resp.status)
                 error = None if resp.status == 200 else f"HTTP {resp.status}"
         except TimeoutError:
@@ -241,18 +348,51 @@ class WebhookDispatcher:
             result, error = type(exc).__name__, f"{type(exc).__name__}: {exc}"
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         self.stats.record(result, row.kind, elapsed_ms)
+        self._log(row, url, status, error, elapsed_ms)
         if error is None:
             log.debug("webhook %s (%s) delivered in %.1f ms", row.event_id, row.kind, elapsed_ms)
         return error
 
+    def _log(self, row: OutboxRow, url: str, status: int | None, error: str | None, elapsed_ms: float) -> None:
+        if len(self._log_buffer) >= LOG_BUFFER_MAX:
+            del self._log_buffer[0]
+        self._log_buffer.append(
+            LogEntry(
+                event_id=row.event_id,
+                seq=row.seq,
+                kind=row.kind,
+                host=url_host(url),
+                attempt=row.attempts + 1,
+                status=status,
+                error=error,
+                latency_ms=elapsed_ms,
+                at=datetime.fromtimestamp(self._clock(), UTC),
+            )
+        )
+        self._delete_wake.set()
+
+    async def _flush_log(self) -> None:
+        entries, self._log_buffer = self._log_buffer, []
+        try:
+            await self._store.add_log(entries)
+        except BaseException:
+            self._log_buffer[:0] = entries[-LOG_BUFFER_MAX:]  # try again next time
+            raise
+        now = self._clock()
+        if self._last_trim is None or now - self._last_trim >= LOG_TRIM_EVERY_S:
+            self._last_trim = now
+            await self._store.trim_log(LOG_KEEP_ROWS, datetime.fromtimestamp(now, UTC) - timedelta(seconds=LOG_KEEP_S))
+
     async def _delete_loop(self) -> None:
-        """Delete delivered rows in groups: one transaction per ``DELETE_BATCH`` (or per linger period)."""
+        """Delete delivered rows in groups (one transaction per ``DELETE_BATCH`` or linger period) and write the
+        delivery log."""
         while True:
             await self._delete_wake.wait()
             if len(self._to_delete) < DELETE_BATCH:
                 await asyncio.sleep(DELETE_LINGER_S)
             try:
                 await self._delete_pending()
+                await self._flush_log()
             except Exception:
                 log.exception("could not delete %d delivered webhook rows; retrying", len(self._to_delete))
                 await asyncio.sleep(DELETE_RETRY_S)
@@ -266,9 +406,14 @@ class WebhookDispatcher:
             self._delivered.difference_update(seqs)
 
     async def _sleep(self, seconds: float) -> None:
-        """Sleep up to ``seconds`` (bounded), or until ``notify()``."""
+        """Sleep up to ``seconds`` (bounded) of ``sleeper`` time, or until ``notify()``."""
         if seconds <= 0:
             return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(seconds, MAX_SLEEP_S)):
-                await self._wake.wait()
+        waker = asyncio.ensure_future(self._wake.wait())
+        sleeper = asyncio.ensure_future(self._sleeper(min(seconds, MAX_SLEEP_S)))
+        try:
+            await asyncio.wait({waker, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (waker, sleeper):
+                t.cancel()
+            await asyncio.gather(waker, sleeper, return_exceptions=True)

@@ -56,9 +56,12 @@ NO_SUCCESS_HERE = {
     ("POST", "/v1/messages"),
     ("PUT", "/v1/messages/{message_id}"),
     ("POST", "/v1/certificates/external"),
+    ("GET", "/v1/contacts/{wa_id}/identity"),
+    ("PUT", "/v1/contacts/{wa_id}/identity"),
 }
-"""Declared successes this stack cannot reach: no chatd, so never registered (1011 or refused); installing an
-external certificate would swap the one the run connects with.  Their error answers are still checked here;
+"""Declared successes this stack cannot reach: no chatd, so never registered (1011 or refused), and no peer ever
+changed identity (the identity routes answer 404 until one has); installing an external certificate would swap
+the one the run connects with.  Their error answers are still checked here;
 their success bodies only by the e2e tests (not against this document)."""
 
 

@@ -30,6 +30,7 @@ from tests.coreapp.conftest import BUSINESS_WA_ID, PHONE, Core, CoreFactory, San
 from tests.support import media_samples as samples
 
 BEARER = "provider-secret-token"
+BASIC = ("media-user", "p@ss:w0rd!")  # a colon in the password: basic auth must not split on it
 
 
 async def _ready_core(sandbox: Sandbox, make_core: CoreFactory, db: DbSettings) -> Core:
@@ -108,11 +109,12 @@ async def test_send_errors(backend: DbSettings, sandbox: Sandbox, make_core: Cor
 
 @pytest.fixture
 async def file_server() -> AsyncIterator[tuple[str, bytes]]:
-    """A loopback HTTP server that serves one PDF, only with the provider's bearer token."""
+    """A loopback HTTP server that serves one PDF, only with a provider's bearer token or basic credentials."""
     data = samples.pdf() + b"%" + bytes(range(256)) * 40
+    accepted = {f"Bearer {BEARER}", "Basic " + base64.b64encode(":".join(BASIC).encode()).decode()}
 
     async def serve(request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {BEARER}":
+        if request.headers.get("Authorization") not in accepted:
             return web.Response(status=401)
         return web.Response(body=data, content_type="application/octet-stream")
 
@@ -248,3 +250,18 @@ async def test_inbound_download_failure_is_reported(
     assert content["document"] == {"filename": "x.pdf", "mime_type": "application/pdf", "sha256": keys.sha256.hex()}
     (error,) = content["errors"]
     assert (error["code"], error["title"]) == (400, "Media download error") and "404" in error["details"]
+
+
+async def test_send_document_by_link_with_a_basic_auth_provider(
+    backend: DbSettings, sandbox: Sandbox, make_core: CoreFactory, file_server: tuple[str, bytes]
+) -> None:
+    link, data = file_server
+    core = await _ready_core(sandbox, make_core, backend)
+    basic = {"username": BASIC[0], "password": BASIC[1]}
+    await core.app.stores.settings.put(
+        "media_providers", [{"name": "files", "type": "www", "config": {"basic": basic}}]
+    )
+    document = {"link": link, "provider": {"name": "files"}, "filename": "report.pdf"}
+    message_id = (await core.rpc("messages.send", {"to": PHONE, "type": "document", "document": document}))["id"]
+    entry = await _inbox_entry(sandbox, message_id)
+    assert entry["document"]["sha256"] == hashlib.sha256(data).hexdigest()

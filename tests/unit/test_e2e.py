@@ -319,3 +319,48 @@ async def test_signed_prekey_shape(bob: Identity) -> None:
     assert isinstance(spk, SignedPreKey)
     assert spk.key_id == 1 and len(spk.public_key) == 32 and len(spk.signature) == 64
     assert len(bob.public_key) == 32
+
+
+async def _receive(identity: Identity, held: str | None, envelope: Envelope, sender: Identity) -> tuple[str, bytes]:
+    """What coreapp and chatd do with a pushed envelope: the held session, else accept a new one."""
+    if held is not None:
+        try:
+            return await decrypt(held, envelope)
+        except SessionMismatchError:
+            pass
+    return await decrypt_first(identity, sender.public_key, envelope, existing=held)
+
+
+async def test_crossing_first_messages_settle_on_one_session(alice: Identity, bob: Identity) -> None:
+    """A phone's first message crossing the business's: both sides accept the other's session and keep their
+    own; afterwards every message in both directions still decrypts (it used to fail for good)."""
+    a_state, a_first = await encrypt_first(alice, bundle_of(bob), b"hello from the business")
+    b_state, b_first = await encrypt_first(bob, bundle_of(alice), b"hello from the phone")
+
+    a_state, plain = await _receive(alice, a_state, b_first, bob)
+    assert plain == b"hello from the phone"
+    b_state, plain = await _receive(bob, b_state, a_first, alice)
+    assert plain == b"hello from the business"
+
+    for i in range(6):
+        a_state, env = await encrypt(a_state, f"a{i}".encode())
+        b_state, plain = await _receive(bob, b_state, env, alice)
+        assert plain == f"a{i}".encode()
+        b_state, env = await encrypt(b_state, f"b{i}".encode())
+        a_state, plain = await _receive(alice, a_state, env, bob)
+        assert plain == f"b{i}".encode()
+    # Both sides now send ordinary messages on one shared session.
+    _, env = await encrypt(a_state, b"x")
+    assert env.kind is EnvelopeKind.MESSAGE
+
+
+async def test_a_version_one_session_still_loads(alice: Identity, bob: Identity) -> None:
+    """State written before session records existed (one bare session) keeps working."""
+    import json
+
+    a_state, first = await encrypt_first(alice, bundle_of(bob), b"one")
+    legacy = json.dumps(json.loads(a_state)["current"])
+    _, env = await encrypt(legacy, b"two")
+    b_state, plain = await decrypt_first(bob, alice.public_key, first)
+    _, plain = await decrypt(b_state, env)
+    assert plain == b"two"

@@ -49,6 +49,8 @@ def _code(body: Any) -> int:
 VALID: list[tuple[dict[str, Any], tuple[str, ...], Any]] = [
     ({"webhooks": {"url": "https://hooks.example.com/x"}}, ("webhooks", "url"), "https://hooks.example.com/x"),
     ({"webhooks": {"max_concurrent_requests": 24}}, ("webhooks", "max_concurrent_requests"), 24),
+    # write-only: stored, and GET shows only that one is set
+    ({"webhooks": {"secret": "0123456789abcdef-signing"}}, ("webhooks", "secret"), "****"),
     ({"webhooks": {"message": {"sent": True}}}, ("webhooks", "message", "sent"), True),
     ({"webhooks": {"message": {"delivered": False}}}, ("webhooks", "message", "delivered"), False),
     ({"webhooks": {"message": {"read": False}}}, ("webhooks", "message", "read"), False),
@@ -82,6 +84,8 @@ INVALID: list[tuple[dict[str, Any], int]] = [
     ({"webhooks": {"url": 5}}, 1009),
     ({"webhooks": {"max_concurrent_requests": 7}}, 1009),
     ({"webhooks": {"max_concurrent_requests": "12"}}, 1009),
+    ({"webhooks": {"secret": "too-short"}}, 1009),
+    ({"webhooks": {"secret": "****"}}, 1009),  # the mask sent back must not replace the secret
     ({"webhooks": {"message": {"sent": "true"}}}, 1009),
     ({"webhooks": {"message": {"seen": True}}}, 1010),
     ({"callback_backoff_delay_ms": "soon"}, 1009),

@@ -19,6 +19,7 @@ from webapp.routes import (
     settings_extra,
     unsupported,
     users,
+    webhooks,
 )
 
 ROUTES: tuple[web.RouteTableDef, ...] = (
@@ -34,6 +35,7 @@ ROUTES: tuple[web.RouteTableDef, ...] = (
     profile.routes,
     certificates.routes,
     ops.routes,
+    webhooks.routes,
     unsupported.routes,
     docs.routes,
 )

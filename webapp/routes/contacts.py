@@ -1,4 +1,6 @@
-"""``/v1/contacts``: which numbers are WhatsApp users (reference §2.12); any authenticated user may ask."""
+"""``/v1/contacts``: which numbers are WhatsApp users (reference §2.12), and a contact's identity: read it and
+acknowledge a change (§2.1; sends answer 1028 until then when ``show_security_notifications`` is on).  Any
+authenticated user may ask."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from shared.errors import ApiError, ErrorCode
 from webapp.envelope import ok, read_json, validate
 from webapp.openapi import doc
 from webapp.routes.common import rpc
-from webapp.schemas.contacts import ContactsBody
+from webapp.schemas.contacts import ContactsBody, IdentityAckBody, IdentityResponse
 from webapp.schemas.responses import ContactsResponse
 
 routes = web.RouteTableDef()
@@ -30,3 +32,45 @@ async def check_contacts(request: web.Request) -> web.Response:
     if not isinstance(contacts, list):
         raise ApiError(ErrorCode.GENERIC, "coreapp returned no contacts")
     return ok(request, {"contacts": contacts})
+
+
+_WA_ID_PARAM = {"wa_id": {"type": "string", "pattern": "^[0-9]{5,20}$", "description": "the contact's WhatsApp id"}}
+
+
+def _identity(result: dict[str, object]) -> list[object]:
+    identity = result.get("identity")
+    if not isinstance(identity, list):
+        raise ApiError(ErrorCode.GENERIC, "coreapp returned no identity")
+    return identity
+
+
+@routes.get("/v1/contacts/{wa_id}/identity")
+@doc(
+    "A contact's identity: its latest change and whether it was acknowledged",
+    responses={200: IdentityResponse},
+    errors=[400],
+    path_params=_WA_ID_PARAM,
+    rpc=True,
+    tags=["contacts"],
+    description="1006 when no identity change of this contact was seen; 1009 when wa_id is not digits.",
+)
+async def get_identity(request: web.Request) -> web.Response:
+    result = await rpc(request, "contacts.get_identity", {"wa_id": request.match_info["wa_id"]})
+    return ok(request, {"identity": _identity(result)})
+
+
+@routes.put("/v1/contacts/{wa_id}/identity")
+@doc(
+    "Acknowledge a contact's identity change (sends to it answer 1028 until then)",
+    request=IdentityAckBody,
+    responses={200: IdentityResponse},
+    path_params=_WA_ID_PARAM,
+    rpc=True,
+    tags=["contacts"],
+    description="1009 when the hash is not the current one; 1006 when no identity change was seen.",
+)
+async def ack_identity(request: web.Request) -> web.Response:
+    body = validate(IdentityAckBody, await read_json(request))
+    payload = {"wa_id": request.match_info["wa_id"], "hash": body.hash}
+    result = await rpc(request, "contacts.ack_identity", payload)
+    return ok(request, {"identity": _identity(result)})

@@ -1,4 +1,5 @@
-"""Body of ``POST /v1/contacts`` (reference §2.12).
+"""Bodies of ``POST /v1/contacts`` (reference §2.12) and ``PUT /v1/contacts/{wa_id}/identity`` (§2.1), and the
+identity answer.
 
 Each contact is a string in any phone format; whether it is a possible number is coreapp's call (an
 impossible one is answered ``invalid``, not refused), so only the shape is checked here.  The list holds
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from webapp.schemas.base import RequestModel
 
@@ -27,3 +28,19 @@ class ContactsBody(RequestModel):
 
     def rpc_payload(self) -> dict[str, Any]:
         return {"blocking": self.blocking, "contacts": list(self.contacts), "force_check": self.force_check}
+
+
+class IdentityAckBody(RequestModel):
+    """``PUT /v1/contacts/{wa_id}/identity``: acknowledge the contact's current identity (the 480/1028 flow)."""
+
+    hash: Annotated[str, Field(min_length=1, max_length=128, description="the hash GET shows (and the webhook)")]
+
+
+class IdentityView(BaseModel):
+    hash: str = Field(description="fingerprint of the contact's identity change")
+    created_timestamp: int = Field(description="when the identity changed (epoch seconds)")
+    acknowledged: bool
+
+
+class IdentityResponse(BaseModel):
+    identity: list[IdentityView]

@@ -78,8 +78,16 @@ class AccountCodeSent(BaseModel):
     account: list[VName]
 
 
+class HealthError(BaseModel):
+    code: int
+    title: str
+    details: str | None = None
+
+
 class Health(BaseModel):
     gateway_status: Literal["connected", "connecting", "disconnected", "uninitialized", "unregistered"]
+    errors: list[HealthError] | None = None
+    """Only while coreapp reports a critical condition (e.g. a nearly full disk)."""
 
 
 class HealthResponse(BaseModel):

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from shared.appsettings import ApplicationSettings, apply_patch
+from shared.appsettings import REVEAL_SECRETS, ApplicationSettings, apply_patch
 from shared.errors import ApiError, ErrorCode
 from webapp.envelope import validation_failed
 
@@ -28,7 +28,7 @@ def validate_application_patch(patch: dict[str, Any], *, allow_http_loopback: bo
     webhooks = patch.get("webhooks")
     if isinstance(webhooks, dict) and "url" in webhooks:
         check_webhook_url(merged.webhooks.url, allow_http_loopback=allow_http_loopback)
-    return _project(merged.model_dump(mode="json"), patch)
+    return _project(merged.model_dump(mode="json", context={REVEAL_SECRETS: True}), patch)
 
 
 def check_webhook_url(url: str, *, allow_http_loopback: bool) -> None:

@@ -12,7 +12,13 @@ keys) and the DR header. Pre-keys are named by their public bytes (as x3dh's hea
 PREKEY vs MESSAGE: the initiator sends PREKEY (carrying the X3DH header) until it has decrypted a reply,
 MESSAGE afterwards; the responder always sends MESSAGE. Receiver rule: with a session for (peer, device) call
 ``decrypt`` (it also takes the initiator's repeated PREKEY envelopes); without one, ``decrypt_first``. If
-``decrypt`` raises ``SessionMismatchError`` the peer opened a new session: retry with ``decrypt_first``.
+``decrypt`` raises ``SessionMismatchError`` the peer opened a new session: retry with ``decrypt_first``,
+passing the stored state as ``existing``.
+
+Session state is a *record*: the current session plus up to ``MAX_PREVIOUS`` earlier ones, as in Signal.
+When both sides open a session at the same moment (a phone's first message crosses the business's), each
+side accepts the other's session and keeps its own as a previous one; ``decrypt`` tries every session and
+promotes the one that decrypts, so both sides settle on one session instead of losing each other for good.
 """
 
 from __future__ import annotations
@@ -60,6 +66,15 @@ class _SessionDoc(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dr: dict[str, Any]  # the library's own JSON (holds \u0000)
 
 
+class _Record(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    v: int = 2
+    current: _SessionDoc
+    previous: list[_SessionDoc] = []
+
+
+MAX_PREVIOUS = 4
+"""Earlier sessions kept per (peer, device): enough for crossing first messages and a re-registration."""
+
 _body_encoder = msgspec.msgpack.Encoder()
 _body_decoder = msgspec.msgpack.Decoder(EnvelopeBody)
 
@@ -89,17 +104,31 @@ def _parse(envelope: Envelope) -> tuple[EnvelopeBody, doubleratchet.EncryptedMes
     return body, doubleratchet.EncryptedMessage(header=header, ciphertext=body.ciphertext)
 
 
-def _dump(doc: _SessionDoc, ratchet: DoubleRatchet) -> str:
-    doc.dr = dict(ratchet.json)
-    return msgspec.json.encode(doc).decode()
+def _dump(record: _Record, ratchet: DoubleRatchet) -> str:
+    """Serialise ``record`` with ``ratchet`` as the new state of its current session."""
+    record.current.dr = dict(ratchet.json)
+    return msgspec.json.encode(record).decode()
 
 
-def _load(session_json: str) -> tuple[_SessionDoc, DoubleRatchet]:
+def _load(session_json: str) -> _Record:
+    """A session record; a version-1 document (one session, no ``current``) becomes a record of one."""
     try:
-        doc = msgspec.json.decode(session_json, type=_SessionDoc)
-        if doc.v != 1:
-            raise ValueError(f"unsupported session version {doc.v}")
-        return doc, DoubleRatchet.from_json(doc.dr, *DR_CONFIG)
+        raw = msgspec.json.decode(session_json)
+        if isinstance(raw, dict) and "current" in raw:
+            record = msgspec.json.decode(session_json, type=_Record)
+        else:
+            record = _Record(current=msgspec.json.decode(session_json, type=_SessionDoc))
+        for doc in (record.current, *record.previous):
+            if doc.v != 1:
+                raise ValueError(f"unsupported session version {doc.v}")
+        return record
+    except Exception as exc:
+        raise E2EError("corrupt session state") from exc
+
+
+def _ratchet(doc: _SessionDoc) -> DoubleRatchet:
+    try:
+        return DoubleRatchet.from_json(doc.dr, *DR_CONFIG)
     except Exception as exc:
         raise E2EError("corrupt session state") from exc
 
@@ -137,18 +166,31 @@ async def encrypt_first(identity: Identity, bundle: DeviceBundle, plaintext: byt
     doc = _SessionDoc(
         device_id=bundle.device_id, peer=bundle.identity_key, ad=ad, base=header.ephemeral_key, pending=pending, dr={}
     )
-    return _dump(doc, ratchet), _envelope(bundle.device_id, message, pending)
+    return _dump(_Record(current=doc), ratchet), _envelope(bundle.device_id, message, pending)
 
 
 async def decrypt_first(
-    identity: Identity, sender_public_key: bytes | None, envelope: Envelope, *, sender_device: int = 0
+    identity: Identity,
+    sender_public_key: bytes | None,
+    envelope: Envelope,
+    *,
+    sender_device: int = 0,
+    existing: str | None = None,
 ) -> tuple[str, bytes]:
     """Accept a session from a PREKEY envelope: ``(session_json, plaintext)``.
 
     Consumes the one-time pre-key inside ``identity`` only on success (persist ``identity.to_json()`` after).
     ``sender_public_key`` (checked when not None) is the identity the network vouches for; ``sender_device``
-    is where replies go (``Deliver.sender_device``).
+    is where replies go (``Deliver.sender_device``). ``existing`` is the state already held for this peer
+    device: its sessions are kept as previous ones (never pass state of another peer or device).
     """
+    kept: list[_SessionDoc] = []
+    if existing is not None:
+        try:
+            old = _load(existing)
+            kept = [old.current, *old.previous][:MAX_PREVIOUS]
+        except E2EError:
+            kept = []  # unreadable state is replaced, as before records existed
     body, message = _parse(envelope)
     prekey = body.prekey
     if prekey is None:
@@ -174,31 +216,43 @@ async def decrypt_first(
         raise DecryptError(f"cannot open the session: {exc}") from exc
     identity._consume(prekey.one_time_prekey, priv)
     doc = _SessionDoc(device_id=sender_device, peer=prekey.identity_key, ad=ad, base=prekey.ephemeral_key, dr={})
-    return _dump(doc, ratchet), plaintext
+    return _dump(_Record(current=doc, previous=kept), ratchet), plaintext
 
 
 async def encrypt(session_json: str, plaintext: bytes) -> tuple[str, Envelope]:
-    """Continue a session; PREKEY kind until this (initiating) side has decrypted a reply."""
-    doc, ratchet = _load(session_json)
-    message = await ratchet.encrypt_message(plaintext, doc.ad)
-    return _dump(doc, ratchet), _envelope(doc.device_id, message, doc.pending)
+    """Continue the current session; PREKEY kind until this (initiating) side has decrypted a reply."""
+    record = _load(session_json)
+    ratchet = _ratchet(record.current)
+    message = await ratchet.encrypt_message(plaintext, record.current.ad)
+    return _dump(record, ratchet), _envelope(record.current.device_id, message, record.current.pending)
 
 
 async def decrypt(session_json: str, envelope: Envelope) -> tuple[str, bytes]:
-    """Decrypt within a session, including the initiator's repeated PREKEY envelopes for this session.
+    """Decrypt with the current session or a previous one, which then becomes current (Signal's rule).
 
-    Raises ``SessionMismatchError`` (a ``DecryptError``) for a PREKEY envelope of another session.
+    Takes the initiator's repeated PREKEY envelopes for a held session. Raises ``SessionMismatchError`` (a
+    ``DecryptError``) for a PREKEY envelope of a session not held: the peer opened a new one.
     """
     body, message = _parse(envelope)
     try:
-        doc, ratchet = _load(session_json)
+        record = _load(session_json)
     except E2EError as exc:
         raise DecryptError(str(exc)) from exc
-    if body.prekey is not None and (body.prekey.ephemeral_key != doc.base or body.prekey.identity_key != doc.peer):
-        raise SessionMismatchError("PREKEY envelope belongs to another session")
-    try:
-        plaintext = await ratchet.decrypt_message(message, doc.ad)
-    except Exception as exc:
-        raise DecryptError(f"cannot decrypt: {exc}") from exc
-    doc.pending = None  # only the peer can produce a valid message here: it has the session
-    return _dump(doc, ratchet), plaintext
+    sessions = [record.current, *record.previous]
+    if body.prekey is not None:
+        prekey = body.prekey
+        sessions = [d for d in sessions if d.base == prekey.ephemeral_key and d.peer == prekey.identity_key]
+        if not sessions:
+            raise SessionMismatchError("PREKEY envelope belongs to another session")
+    failure: Exception | None = None
+    for doc in sessions:
+        try:
+            ratchet = _ratchet(doc)
+            plaintext = await ratchet.decrypt_message(message, doc.ad)
+        except Exception as exc:  # a failed attempt leaves the stored state untouched
+            failure = failure or exc
+            continue
+        doc.pending = None  # only the peer can produce a valid message here: it has the session
+        others = [d for d in (record.current, *record.previous) if d is not doc]
+        return _dump(_Record(current=doc, previous=others[:MAX_PREVIOUS]), ratchet), plaintext
+    raise DecryptError(f"cannot decrypt: {failure}")
