@@ -68,9 +68,11 @@ async def test_python_m_chatd_serves_and_stops_on_sigterm(tmp_path: Path) -> Non
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "chatd", cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
     )
+    phones: list[dict[str, object]] = []
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
+            # First start in a fresh clone compiles every module and generates chatd's CA and keys: allow 30 s.
+            for _ in range(300):
                 try:
                     async with http.get(f"http://127.0.0.1:{admin_port}/admin/phones") as resp:
                         phones = (await resp.json())["phones"]
@@ -79,7 +81,7 @@ async def test_python_m_chatd_serves_and_stops_on_sigterm(tmp_path: Path) -> Non
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
-        assert sorted(p["name"] for p in phones) == ["Kerry Fisher", "Sam Lee"]
+        assert sorted(str(p["name"]) for p in phones) == ["Kerry Fisher", "Sam Lee"], "chatd did not come up"
         assert (tmp_path / "chatd" / "ca.pem").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
