@@ -105,7 +105,6 @@ async def test_500s_retry_with_growing_delays_and_hold_the_queue(
     # Linear backoff 80, 160, then the 200 ms cap (lower bounds only: a loaded machine only adds delay).
     for gap, expected in zip(gaps, (0.080, 0.160, 0.200), strict=True):
         assert gap >= expected * 0.9, gaps
-    assert gaps[0] < gaps[1], gaps
     await wait_until(lambda: _empty(store))
     assert dispatcher.stats.failed_attempts == 3
     assert dispatcher.stats.delivered == 3
