@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.config import DbSettings
 from shared.db.engine import Database
+from shared.tasks import first_completed
 
 _STATUS = text("SELECT status, COUNT(*) FROM messages WHERE direction = 'out' GROUP BY status")
 _OUTBOX = text("SELECT COUNT(*) FROM webhook_outbox")
@@ -63,12 +64,7 @@ class PipelineSampler:
                 if tag:
                     row["tag"] = tag
                 self.samples.append(row)
-                waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
-                try:
-                    await asyncio.wait(waiters, timeout=self._every, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waiters:
-                        w.cancel()
+                await first_completed(stop.wait(), self._wake.wait(), asyncio.sleep(self._every))
         finally:
             await db.close()
 

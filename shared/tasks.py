@@ -98,3 +98,17 @@ async def finish_then_cancel(coro: Coroutine[Any, Any, T]) -> T:
         if cancelled:
             raise asyncio.CancelledError
         return result
+
+
+async def first_completed(*awaitables: Awaitable[Any]) -> None:
+    """Wait until the first of ``awaitables`` finishes (a wake-up event or a timer, say); cancel the rest.
+
+    Every helper task is awaited before returning, so none outlives the call.
+    """
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -52,7 +52,7 @@ from coreapp.storage.settings import SettingsStore
 from coreapp.storage.webhooks import LogEntry, OutboxRow, WebhookStore
 from shared.appsettings import ApplicationSettings
 from shared.db.engine import Database
-from shared.tasks import TaskSupervisor
+from shared.tasks import TaskSupervisor, first_completed
 
 log = logging.getLogger("openprem.coreapp.webhooks")
 
@@ -409,11 +409,4 @@ class WebhookDispatcher:
         """Sleep up to ``seconds`` (bounded) of ``sleeper`` time, or until ``notify()``."""
         if seconds <= 0:
             return
-        waker = asyncio.ensure_future(self._wake.wait())
-        sleeper = asyncio.ensure_future(self._sleeper(min(seconds, MAX_SLEEP_S)))
-        try:
-            await asyncio.wait({waker, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (waker, sleeper):
-                t.cancel()
-            await asyncio.gather(waker, sleeper, return_exceptions=True)
+        await first_completed(self._wake.wait(), self._sleeper(min(seconds, MAX_SLEEP_S)))
