@@ -72,13 +72,13 @@ class MediaStore:
 
     # --- tokens -----------------------------------------------------------------------------------------
 
-    def grant(self, wa_id: str) -> str:
-        """A new upload token for a business session (``LoginOk.media_token``)."""
+    def grant(self, wa_id: str) -> tuple[str, float]:
+        """A new upload token for a business and when it expires on the sandbox clock (``LoginOk``, ``MediaConn``)."""
         now = self._clock.now()
         self._tokens = {k: v for k, v in self._tokens.items() if v[1] > now}
-        token = secrets.token_urlsafe(32)
-        self._tokens[_digest(token)] = (wa_id, now + TOKEN_TTL_S)
-        return token
+        token, expires_at = secrets.token_urlsafe(32), now + TOKEN_TTL_S
+        self._tokens[_digest(token)] = (wa_id, expires_at)
+        return token, expires_at
 
     def _owner(self, request: web.Request) -> str | None:
         scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")

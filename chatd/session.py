@@ -35,11 +35,13 @@ from shared.wire.frames import (
     Deliver,
     Error,
     Frame,
+    GetMediaConn,
     Hello,
     IdentityChanged,
     Kick,
     Login,
     LoginOk,
+    MediaConn,
     OfflineDone,
     Receipt,
     RegisterRequest,
@@ -214,6 +216,8 @@ class Session:
 
     async def _handle(self, frame: Frame) -> Frame | None:
         if self.state is State.READY:
+            if isinstance(frame, GetMediaConn):
+                return self._media_conn(frame.id)
             return await self._router.handle(self, frame)
         match frame:
             case RegisterRequest():
@@ -250,18 +254,26 @@ class Session:
         self.state = State.READY
         await self._router.login(self)
         remaining = self._router.prekeys_remaining(wa_id)
-        media_token, media_port = (self._media.grant(wa_id), self._media.port) if self._media else ("", 0)
+        media = self._media_conn(frame.id)
         login_ok = LoginOk(
             id=frame.id,
             server_time=self._clock.now(),
             prekeys_remaining=remaining,
-            media_token=media_token,
-            media_port=media_port,
+            media_token=media.token,
+            media_port=media.port,
+            media_token_expires_at=media.expires_at,
         )
         await self.send(login_ok)
         log.info("%s logged in as +%s (client %s)", self.peer, wa_id, hello.client_version)
         # The backlog is written by its own task so this loop keeps reading the business's acks meanwhile.
         self._attach = self._tasks.spawn(f"attach:{wa_id}", self._attach_backlog(self._faults.offline_stall()))
+
+    def _media_conn(self, frame_id: int) -> MediaConn:
+        """A new media-host token for this business (at login, and whenever it asks: tokens expire in 7 days)."""
+        if self._media is None or not self.wa_id:
+            return MediaConn(id=frame_id, token="")
+        token, expires_at = self._media.grant(self.wa_id)
+        return MediaConn(id=frame_id, token=token, port=self._media.port, expires_at=expires_at)
 
     async def _attach_backlog(self, stall_s: float) -> None:
         if stall_s:

@@ -270,6 +270,7 @@ class CoreApp:
         pushes.register(Receipt, receipts.handle)
         pushes.register(IdentityChanged, identity_changes.handle)
         if self.media is not None:
+            self.media.bind(connection)
             connection.add_sync_step(self.media.on_login)  # before any step that awaits: pushes may need it
         connection.add_sync_step(templates.sync)
         connection.add_tick(templates.refresh)

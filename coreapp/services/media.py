@@ -14,6 +14,13 @@ delivers the message, with ``errors: [{"code": 400, "title": "Media download err
 
 The media host is ``https://<WA_CHAT_HOSTNAME>:<port>``, port from ``WA_CHAT_MEDIA_PORT`` or, unset, as announced
 in ``LoginOk``; TLS trusts ``WA_CHAT_CA_FILE`` and checks ``WA_CHAT_SERVERNAME``, like the chat connection.
+
+Network time: the upload token (``LoginOk``, 7 days on the network's clock) is renewed with ``GetMediaConn``
+when the network's clock says it expired, or when the host refuses it (401), and the upload retried once.  An
+uploaded file is reused for further sends of the same media id while its upload is younger than
+``REUSE_UPLOAD_S`` on the network's clock (the host keeps files 14 days; half of that leaves a recipient who is
+offline a week time to fetch it), then encrypted and uploaded again.  Both follow ``server_now()``, so in the
+sandbox they follow chatd's clock, which tests advance by days.
 """
 
 from __future__ import annotations
@@ -22,17 +29,20 @@ import asyncio
 import logging
 import re
 import ssl
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
+from coreapp.chat.errors import ChatRemoteError, ChatUnavailable
 from coreapp.storage.settings import SettingsStore
 from shared.config import ChatSettings
 from shared.errors import ApiError, ErrorCode
 from shared.media_files import MediaFiles, is_media_id
 from shared.media_types import MediaTypeError, allowed_for_message, check, detect, normalize
-from shared.wire.frames import LoginOk
+from shared.wire.frames import Frame, GetMediaConn, LoginOk, MediaConn
 from shared.wire.media import MEDIA_MESSAGE_TYPES, MediaError, MediaKeys, decrypt_media, encrypt_media
 
 log = logging.getLogger("openprem.coreapp.media")
@@ -43,6 +53,27 @@ LOGIN_WAIT_S = 10.0
 _CHUNK = 256 * 1024
 _DIRECT_PATH = re.compile(r"^/[A-Za-z0-9_./-]{1,512}$")
 _SHOWN = ("caption", "filename")
+REUSE_UPLOAD_S = 7 * 24 * 3600
+TOKEN_MARGIN_S = 60.0
+MAX_REUSED_UPLOADS = 1024
+
+
+class MediaLink(Protocol):
+    """What media needs of the chat connection: a request (``GetMediaConn``) and the network's clock."""
+
+    async def request(self, frame: Frame, timeout_s: float = 30.0) -> Frame: ...
+
+    def server_now(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    content: dict[str, Any]  # url, direct_path, keys, mime_type
+    uploaded_at: float  # network time
+
+
+class _TokenRefused(Exception):
+    pass
 
 
 def _invalid(details: str) -> ApiError:
@@ -71,7 +102,11 @@ class MediaService:
         self._settings = settings
         self._max_bytes = max_bytes
         self._token = ""
+        self._token_expires_at = 0.0
         self._announced_port = 0
+        self._link: MediaLink | None = None
+        self._renewing = asyncio.Lock()
+        self._uploads: OrderedDict[tuple[str, str], _Upload] = OrderedDict()
         self._logged_in = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._ssl: ssl.SSLContext | None = None
@@ -81,10 +116,37 @@ class MediaService:
             await self._session.close()
             self._session = None
 
+    def bind(self, link: MediaLink) -> None:
+        """The chat connection, for renewing the upload token and reading the network's clock."""
+        self._link = link
+
     async def on_login(self, login: LoginOk) -> None:
         """Sync step of the chat connection: the media token and port this session got (never logged)."""
         self._token, self._announced_port = login.media_token, login.media_port
+        self._token_expires_at = login.media_token_expires_at
         self._logged_in.set()
+
+    def _network_now(self) -> float | None:
+        return self._link.server_now() if self._link is not None else None
+
+    async def _current_token(self, refused: str | None = None) -> str:
+        """The upload token, renewed first when it was refused (``refused`` is that token) or has expired."""
+        async with self._renewing:  # one renewal for concurrent uploads
+            now = self._network_now()
+            stale = refused is not None and refused == self._token
+            ends = self._token_expires_at - TOKEN_MARGIN_S
+            expired = bool(self._token_expires_at) and now is not None and now >= ends
+            if (stale or expired or not self._token) and self._link is not None:
+                try:
+                    reply = await self._link.request(GetMediaConn())
+                except (ChatUnavailable, ChatRemoteError) as exc:  # the send answers 1011; the client retries
+                    raise ApiError(ErrorCode.NOT_READY, "could not renew the media host token") from exc
+                if not isinstance(reply, MediaConn) or not reply.token:
+                    raise ApiError(ErrorCode.NOT_READY, "the network gave no media host token")
+                self._token, self._token_expires_at = reply.token, reply.expires_at
+                self._announced_port = reply.port or self._announced_port
+                log.info("media host token renewed (%s)", "refused" if stale else "expired" if expired else "missing")
+            return self._token
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
@@ -126,8 +188,12 @@ class MediaService:
         media_id, link = media.get("id"), media.get("link")
         if media_id and link:
             raise _invalid(f"{message_type}: give either id or link, not both")
+        shown = {k: media[k] for k in _SHOWN if isinstance(media.get(k), str)}
         if isinstance(media_id, str) and media_id:
             mime, data = await self._uploaded(message_type, media_id)
+            reused = self._reusable((media_id, message_type))
+            if reused is not None:
+                return {**reused, **shown}
         elif isinstance(link, str) and link:
             mime, data = await self._fetch_link(message_type, link, media.get("provider"))
         else:
@@ -135,9 +201,30 @@ class MediaService:
         if not allowed_for_message(message_type, mime):
             raise _invalid(f"{message_type}: media of type {mime} cannot be sent as {message_type}")
         blob, keys = await asyncio.to_thread(encrypt_media, data, message_type)
-        uploaded = await self._upload(blob)
-        shown = {k: media[k] for k in _SHOWN if isinstance(media.get(k), str)}
-        return {**uploaded, "mime_type": mime, **keys.to_content(), **shown}
+        content = {**await self._upload(blob), "mime_type": mime, **keys.to_content()}
+        if isinstance(media_id, str) and media_id:
+            self._remember((media_id, message_type), content)
+        return {**content, **shown}
+
+    def _reusable(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        """An earlier upload of this file that the host still keeps long enough, by the network's clock."""
+        found, now = self._uploads.get(key), self._network_now()
+        if found is None or now is None:
+            return None
+        if now - found.uploaded_at >= REUSE_UPLOAD_S:
+            del self._uploads[key]
+            return None
+        self._uploads.move_to_end(key)
+        return found.content
+
+    def _remember(self, key: tuple[str, str], content: dict[str, Any]) -> None:
+        now = self._network_now()
+        if now is None:
+            return
+        self._uploads[key] = _Upload(content, now)
+        self._uploads.move_to_end(key)
+        while len(self._uploads) > MAX_REUSED_UPLOADS:
+            self._uploads.popitem(last=False)
 
     async def _uploaded(self, message_type: str, media_id: str) -> tuple[str, bytes]:
         found = await self._files.read(media_id) if is_media_id(media_id) else None
@@ -149,10 +236,10 @@ class MediaService:
     async def _fetch_link(self, message_type: str, link: str, provider: Any) -> tuple[str, bytes]:
         if not link.startswith(("https://", "http://")):
             raise _invalid(f"{message_type}.link must be an http(s) URL")
-        headers, auth = await self._provider_auth(message_type, provider)
+        headers = await self._provider_auth(message_type, provider)
         http = await self._http()
         try:
-            async with http.get(link, headers=headers, auth=auth) as resp:
+            async with http.get(link, headers=headers) as resp:
                 if resp.status != 200:
                     raise _invalid(f"media download error: {message_type}.link answered HTTP {resp.status}")
                 data = await _read_limited(resp, self._max_bytes)
@@ -165,9 +252,10 @@ class MediaService:
             raise _invalid(f"media download error: {message_type}.link returned an empty file")
         return _type_of(message_type, declared, data), data
 
-    async def _provider_auth(self, message_type: str, provider: Any) -> tuple[dict[str, str], aiohttp.BasicAuth | None]:
+    async def _provider_auth(self, message_type: str, provider: Any) -> dict[str, str]:
+        """The ``Authorization`` header of a configured media provider (bearer or basic), if one is named."""
         if provider is None:
-            return {}, None
+            return {}
         name = provider.get("name") if isinstance(provider, dict) else None
         if not isinstance(name, str) or not name:
             raise _invalid(f"{message_type}.provider.name must be a string")
@@ -178,19 +266,32 @@ class MediaService:
         config = found.get("config") or {}
         bearer, basic = config.get("bearer"), config.get("basic")
         if isinstance(bearer, str) and bearer:
-            return {"Authorization": f"Bearer {bearer}"}, None
+            return {"Authorization": f"Bearer {bearer}"}
         if isinstance(basic, dict) and isinstance(basic.get("username"), str):
-            return {}, aiohttp.BasicAuth(basic["username"], str(basic.get("password", "")))
-        return {}, None
+            return {"Authorization": aiohttp.encode_basic_auth(basic["username"], str(basic.get("password", "")))}
+        return {}
 
     async def _upload(self, blob: bytes) -> dict[str, str]:
         host = await self._media_host()
+        token = await self._current_token()
+        try:
+            return await self._post(host, token, blob)
+        except _TokenRefused:
+            token = await self._current_token(refused=token)
+        try:
+            return await self._post(host, token, blob)
+        except _TokenRefused:
+            raise ApiError(ErrorCode.NOT_READY, "the media host refused the upload token (HTTP 401)") from None
+
+    async def _post(self, host: str, token: str, blob: bytes) -> dict[str, str]:
         http, tls = await self._http(), await self._tls()
-        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/octet-stream"}
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
         try:
             async with http.post(
                 f"{host}/media", data=blob, headers=headers, ssl=tls, server_hostname=self._chat.server_name
             ) as resp:
+                if resp.status == 401:
+                    raise _TokenRefused
                 body = await resp.json(content_type=None) if resp.status == 200 else None
                 if not isinstance(body, dict):
                     log.warning("media host refused an upload: HTTP %d", resp.status)

@@ -18,6 +18,7 @@ Session, in order::
                     <------------------  Deliver / Receipt ... (offline backlog, each acked)
                     <------------------  OfflineDone
     GetTemplates, GetBundles, Send, PublishPreKeys, ReadReceipt, Ping ... (each answered)
+    GetMediaConn -> MediaConn (a new media-host token when the login's one expired)
     CheckContacts -> ContactsResult; SetTwoStep -> Ack
                     <------------------  Deliver / Receipt pushes (each acked by the client)
                     <------------------  Kick(reason), then the server closes
@@ -141,6 +142,7 @@ class LoginOk(_Frame, tag="login_ok"):
     # of the media store on the chat host (0: not announced).  Defaults keep older peers decodable.
     media_token: str = ""
     media_port: int = 0
+    media_token_expires_at: float = 0.0  # network time; 0: unknown (renew on the first refusal)
 
 
 class OfflineDone(_Frame, tag="offline_done"):
@@ -187,6 +189,16 @@ class GetTemplates(_Frame, tag="get_templates"):
 
 class Templates(_Frame, tag="templates"):
     templates: list[Template]
+
+
+class GetMediaConn(_Frame, tag="get_media_conn"):
+    """A fresh media-host token, for when the one from ``LoginOk`` expired or was refused."""
+
+
+class MediaConn(_Frame, tag="media_conn"):
+    token: str
+    port: int = 0
+    expires_at: float = 0.0  # network time
 
 
 class Send(_Frame, tag="send"):
@@ -293,6 +305,8 @@ Frame = (
     | Bundles
     | GetTemplates
     | Templates
+    | GetMediaConn
+    | MediaConn
     | Send
     | ReadReceipt
     | CheckContacts

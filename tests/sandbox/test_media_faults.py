@@ -4,7 +4,9 @@ What the client must show: a slow media host only slows a send down (the upload 
 ``messages.send``; beyond coreapp's media timeout, 120 s, or the RPC timeout the send answers 1011 and nothing is
 stored); an expired blob makes the phone answer ``failed`` (it never shows a file it could not fetch), and a
 phone's file that expired before coreapp fetched it still arrives as a message carrying the 400 "Media download
-error".  Nothing is lost or reported twice.
+error".  Nothing is lost or reported twice.  The client's media timers follow chatd's clock: an upload is reused
+for the same media id for 7 network days, and the upload token (7 days) is renewed on the live session when the
+network's clock says it expired or the host refuses it.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ async def test_media_retention_follows_the_sandbox_clock(
     await _wait_statuses(core, also_kept, "sent", "delivered", "read")
 
     await sandbox.admin("PATCH", f"/admin/phones/{PHONE}", {"online": False})
-    # The media upload token (7 days) is older than that now: a new login hands out a fresh one.
+    # A new login hands out a fresh media token too (the live session renews it itself, see below).
     await sandbox.admin("POST", f"/admin/businesses/{BUSINESS_WA_ID}/kick")
     await eventually(lambda: _connected(core))
     late = await _send_image(core)
@@ -169,3 +171,54 @@ async def test_media_retention_follows_the_sandbox_clock(
     statuses = await _wait_statuses(core, late, "sent", "failed")  # 14 days by chatd's clock: gone
     assert [s["errors"][0]["code"] for s in statuses if s["status"] == "failed"] == [500]
     assert late not in await _inbox_ids(sandbox)
+
+
+async def _direct_path(core: Core, message_id: str) -> str:
+    async with core.app.db.engine.connect() as conn:
+        content = (await conn.execute(select(messages.c.content).where(messages.c.id == message_id))).scalar_one()
+    return str(orjson.loads(content)["image"]["direct_path"])
+
+
+async def test_uploads_are_reused_and_the_media_token_renewed_by_the_sandbox_clock(
+    backend: DbSettings, sandbox: Sandbox, make_core: CoreFactory
+) -> None:
+    core = await _core(sandbox, make_core, backend)
+    chat = core.app.chat
+    assert chat is not None
+    meta = await MediaFiles(core.settings.paths.media_dir).save(samples.png(extra=2500), "image/png")
+
+    async def send() -> str:
+        reply = await core.rpc("messages.send", {"to": PHONE, "type": "image", "image": {"id": meta.id}})
+        return str(reply["id"])
+
+    first, second = await send(), await send()
+    assert await _direct_path(core, first) == await _direct_path(core, second)  # one upload serves both sends
+
+    before, generation = chat.server_now(), chat.generation
+    await sandbox.admin("POST", "/admin/clock/advance", {"seconds": 8 * 86400})
+
+    async def saw_the_jump() -> bool:  # the next Pong carries chatd's new time
+        return chat.server_now() >= before + 8 * 86400
+
+    await eventually(saw_the_jump, timeout_s=20.0)
+    # 8 days by chatd's clock: the upload is past its reuse window and the login's token (7 days) expired.
+    # The client renews the token on the same session and uploads the file again; the phone gets all three.
+    third = await send()
+    assert await _direct_path(core, third) != await _direct_path(core, first)
+    assert chat.generation == generation
+    for message_id in (first, second, third):
+        await _wait_statuses(core, message_id, "sent", "delivered", "read")
+    assert {first, second, third} <= await _inbox_ids(sandbox)
+
+
+async def test_a_refused_media_token_is_renewed_and_the_upload_retried(
+    backend: DbSettings, sandbox: Sandbox, make_core: CoreFactory
+) -> None:
+    core = await _core(sandbox, make_core, backend)
+    assert core.app.media is not None and core.app.chat is not None
+    generation = core.app.chat.generation
+    # A token the media host does not know (as after the host forgot its tokens); its expiry is still ahead.
+    core.app.media._token = "revoked-" + "x" * 40
+    sent = await _send_image(core)  # 401 -> GetMediaConn -> the same upload again, inside this one send
+    await _wait_statuses(core, sent, "sent", "delivered", "read")
+    assert sent in await _inbox_ids(sandbox) and core.app.chat.generation == generation
