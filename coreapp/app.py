@@ -267,7 +267,7 @@ class CoreApp:
             keys, stores.keys, connection, sender.forget_devices, notices.identity_changed
         )
         pushes.register(Deliver, inbound.handle)
-        pushes.register(Receipt, receipts.handle)
+        pushes.register_group(Receipt, receipts.handle_many)  # receipts queued together share a transaction
         pushes.register(IdentityChanged, identity_changes.handle)
         if self.media is not None:
             self.media.bind(connection)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from coreapp.chat.backoff import Backoff
-from coreapp.chat.dispatch import PushDispatcher, PushFailed
+from coreapp.chat.dispatch import MAX_GROUP, PushDispatcher, PushFailed
 from coreapp.chat.errors import ChatRemoteError, ChatUnavailable
 from coreapp.chat.link import ConnState
 from coreapp.chat.session import ChatSession, expect
@@ -273,14 +273,24 @@ class ChatConnection:
             self._supervisor.spawn("chat-kick-close", session.close(f"kicked: {kick.reason}"))
 
     async def _push_worker(self, queue: asyncio.Queue[Frame]) -> None:
+        held: Frame | None = None  # taken from the queue while grouping, not of the group's kind
         while True:
-            frame = await queue.get()
+            frame, held = (held, None) if held is not None else (await queue.get(), None)
             if isinstance(frame, OfflineDone):
                 log.info("offline backlog drained (%d pushed)", frame.count)
                 self._offline_done.set()
                 continue
+            group: list[Frame] = [frame]
+            if self._dispatcher.groups(type(frame)):
+                # Whatever of the same kind already waits behind it (in arrival order) goes in the same group.
+                while len(group) < MAX_GROUP and not queue.empty():
+                    following = queue.get_nowait()
+                    if type(following) is not type(frame):
+                        held = following
+                        break
+                    group.append(following)
             try:
-                await self._dispatcher.dispatch(frame)
+                await self._dispatcher.dispatch_group(group)
             except PushFailed as exc:
                 session = self._session
                 log.error("%s; reconnecting so the network replays it", exc)

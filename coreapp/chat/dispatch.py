@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -13,6 +14,9 @@ log = logging.getLogger("openprem.coreapp.chat")
 
 F = TypeVar("F")
 PushHandler = Callable[[Any], Awaitable[None]]
+GroupHandler = Callable[[list[Any]], Awaitable[None]]
+MAX_GROUP = 256
+"""Most pushes of one kind handed to a group handler at once."""
 
 
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -34,24 +38,45 @@ class PushDispatcher:
 
     def __init__(self, retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> None:
         self._handlers: dict[type[Frame], PushHandler] = {}
+        self._groups: dict[type[Frame], GroupHandler] = {}
         self._retry_delays_s = retry_delays_s
 
     def register(self, kind: type[F], handler: Callable[[F], Awaitable[None]]) -> None:
         self._handlers[kind] = handler  # type: ignore[index]
 
+    def register_group(self, kind: type[F], handler: Callable[[list[F]], Awaitable[None]]) -> None:
+        """A handler for consecutive pushes of one kind at once (one transaction for all; it acks each)."""
+        self._groups[kind] = handler  # type: ignore[index]
+
+    def groups(self, kind: type[Frame]) -> bool:
+        return kind in self._groups
+
     async def dispatch(self, frame: Frame) -> None:
-        handler = self._handlers.get(type(frame))
-        if handler is None:
-            log.warning("no handler for pushed %s; dropped", type(frame).__name__)
+        await self.dispatch_group([frame])
+
+    async def dispatch_group(self, frames: list[Frame]) -> None:
+        """Handle consecutive pushes of one kind: with the group handler when there is one, else one by one."""
+        kind = type(frames[0])
+        group = self._groups.get(kind)
+        if group is not None:
+            await self._attempt(lambda: group(frames), kind.__name__, frames[0].id, len(frames))
             return
-        name = type(frame).__name__
+        handler = self._handlers.get(kind)
+        if handler is None:
+            log.warning("no handler for pushed %s; dropped", kind.__name__)
+            return
+        for frame in frames:
+            await self._attempt(functools.partial(handler, frame), kind.__name__, frame.id, 1)
+
+    async def _attempt(self, call: Callable[[], Awaitable[None]], name: str, first_id: int, count: int) -> None:
+        what = f"{name} (id {first_id})" if count == 1 else f"{count} {name} (from id {first_id})"
         for attempt, delay in enumerate((*self._retry_delays_s, None), start=1):
             try:
-                await handler(frame)
+                await call()
                 return
             except Exception as exc:
                 if delay is None:
-                    log.exception("handling pushed %s (id %d) failed %d times", name, frame.id, attempt)
-                    raise PushFailed(f"pushed {name} {frame.id}: {exc!r}") from exc
-                log.warning("handling pushed %s (id %d) failed (%r); retry in %.1fs", name, frame.id, exc, delay)
+                    log.exception("handling pushed %s failed %d times", what, attempt)
+                    raise PushFailed(f"pushed {what}: {exc!r}") from exc
+                log.warning("handling pushed %s failed (%r); retry in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)

@@ -27,7 +27,7 @@ from coreapp.chat.link import ChatLink, ConnState
 from coreapp.chat.session import expect
 from coreapp.models import MessageStatus, OutboundMessage
 from coreapp.services.keys import KeyService
-from coreapp.services.statuses import StatusError, StatusWriter
+from coreapp.services.statuses import StatusChange, StatusError, StatusWriter
 from coreapp.storage.keys import KeyStore
 from coreapp.storage.messages import MessageStore
 from coreapp.storage.settings import SettingsStore
@@ -407,14 +407,11 @@ class OutboundSender:
             return
         settings = await self._settings.get_application()
 
+        changes = [StatusChange(m.id, MessageStatus.SENT) for m in sent]
+        changes += [StatusChange(m.id, MessageStatus.FAILED, error=error) for m, error in failed]
+
         async def acks_txn(conn: AsyncConnection) -> bool:
-            queued = False
-            for message in sent:
-                queued |= await self._statuses.advance_txn(conn, settings, message.id, MessageStatus.SENT)
-            for message, error in failed:
-                failed_status = MessageStatus.FAILED
-                queued |= await self._statuses.advance_txn(conn, settings, message.id, failed_status, error=error)
-            return queued
+            return await self._statuses.advance_many_txn(conn, settings, changes)
 
         queued = await self._db.run("outbound.acks", acks_txn)
         self.sent += len(sent)

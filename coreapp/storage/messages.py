@@ -15,6 +15,16 @@ from shared.ids import MessageId, WaId
 
 _ENVELOPES_CHUNK = 100
 """Messages per ``set_envelopes_many_txn`` statement (2 bound parameters each)."""
+_IDS_CHUNK = 500
+"""Ids per ``IN (…)`` list of the grouped status statements."""
+
+
+def _chunks(items: Sequence[MessageId], size: int = _IDS_CHUNK) -> list[Sequence[MessageId]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+ReceiptKey = tuple[MessageId, int, MessageStatus]
+"""(message, device, status): one row of ``message_receipt_log``."""
 
 
 class MessageStore:
@@ -129,6 +139,48 @@ class MessageStore:
             status=MessageStatus(row.status),
         )
 
+    async def get_states_txn(
+        self, conn: AsyncConnection, message_ids: Sequence[MessageId]
+    ) -> dict[MessageId, MessageState]:
+        """``get_state_txn`` for many messages at once (locked for update, in id order so lockers cannot deadlock)."""
+        found: dict[MessageId, MessageState] = {}
+        for chunk in _chunks(sorted(set(message_ids))):
+            rows = await conn.execute(
+                select(messages.c.id, messages.c.direction, messages.c.peer, messages.c.status)
+                .where(messages.c.id.in_(chunk))
+                .order_by(messages.c.id)
+                .with_for_update()
+            )
+            for row in rows:
+                found[MessageId(row.id)] = MessageState(
+                    id=MessageId(row.id),
+                    direction=MessageDirection(row.direction),
+                    peer=WaId(row.peer),
+                    status=MessageStatus(row.status),
+                )
+        return found
+
+    async def set_statuses_txn(
+        self, conn: AsyncConnection, changes: Mapping[MessageId, tuple[MessageStatus, int | None, str | None]]
+    ) -> None:
+        """``set_status_txn`` for many messages: one ``UPDATE`` per distinct (status, error) among them."""
+        groups: dict[tuple[MessageStatus, int | None, str | None], list[MessageId]] = {}
+        for message_id, change in changes.items():
+            groups.setdefault(change, []).append(message_id)
+        now = datetime.now(UTC)
+        for (status, error_code, error_title), ids in groups.items():
+            values: dict[str, object] = {"status": status.value, "updated_at": now}
+            if error_code is not None:
+                values["error_code"] = error_code
+                values["error_title"] = (error_title or "")[:255]
+            for chunk in _chunks(ids):
+                await conn.execute(update(messages).where(messages.c.id.in_(chunk)).values(**values))
+
+    async def forget_content_many_txn(self, conn: AsyncConnection, message_ids: Sequence[MessageId]) -> None:
+        """Drop the content and envelopes of these messages (``pass_through``), keeping id, peer and status."""
+        for chunk in _chunks(list(dict.fromkeys(message_ids))):
+            await conn.execute(update(messages).where(messages.c.id.in_(chunk)).values(content=None, envelopes=None))
+
     async def set_status_txn(
         self,
         conn: AsyncConnection,
@@ -162,6 +214,34 @@ class MessageStore:
             )
         )
         return True
+
+    async def log_receipts_txn(self, conn: AsyncConnection, receipts: Sequence[tuple[ReceiptKey, int]]) -> list[bool]:
+        """Record many ``(key, timestamp)`` receipts; per receipt, whether it is new (not logged before, nor earlier
+        in ``receipts``).  One ``SELECT`` for what is known and one multi-row ``INSERT`` for the rest."""
+        if not receipts:
+            return []
+        ids = list(dict.fromkeys(key[0] for key, _ in receipts))
+        known: set[tuple[str, int, str]] = set()
+        for chunk in _chunks(ids):
+            rows = await conn.execute(
+                select(
+                    message_receipt_log.c.message_id, message_receipt_log.c.device_id, message_receipt_log.c.status
+                ).where(message_receipt_log.c.message_id.in_(chunk))
+            )
+            known.update((r.message_id, r.device_id, r.status) for r in rows)
+        fresh: list[bool] = []
+        new_rows: list[dict[str, object]] = []
+        for (message_id, device_id, status), timestamp in receipts:
+            key = (message_id, device_id, status.value)
+            fresh.append(key not in known)
+            if key not in known:
+                known.add(key)
+                new_rows.append(
+                    {"message_id": message_id, "device_id": device_id, "status": status.value, "timestamp": timestamp}
+                )
+        if new_rows:
+            await conn.execute(insert(message_receipt_log), new_rows)
+        return fresh
 
     async def has_receipt_txn(self, conn: AsyncConnection, message_id: MessageId, status: MessageStatus) -> bool:
         """Whether any device reported ``status`` for the message."""

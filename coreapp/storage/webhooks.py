@@ -119,22 +119,38 @@ class WebhookStore:
 
         The caller commits the state change and this row together, then calls ``WebhookDispatcher.notify()``.
         """
+        return (await self._enqueue_txn(conn, kind, [body], partition))[0]
+
+    async def enqueue_many_txn(
+        self, conn: AsyncConnection, kind: str, bodies: Sequence[dict[str, Any]]
+    ) -> list[EventId]:
+        """``enqueue_txn`` for many bodies in one multi-row ``INSERT``; their ``seq`` follows the order given."""
+        return await self._enqueue_txn(conn, kind, bodies, None)
+
+    async def _enqueue_txn(
+        self, conn: AsyncConnection, kind: str, bodies: Sequence[dict[str, Any]], partition: str | None
+    ) -> list[EventId]:
         kind = WebhookKind(kind).value  # refuse unknown kinds before they reach the DB
-        event_id = new_event_id()
         now = self._now()
-        await conn.execute(
-            insert(webhook_outbox).values(
-                event_id=event_id,
-                kind=kind,
-                body=orjson.dumps(body).decode(),
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                last_error=None,
-                partition_key=(partition_of(body) if partition is None else partition)[:PARTITION_MAX],
-            )
-        )
-        return event_id
+        event_ids = [new_event_id() for _ in bodies]
+        rows = [
+            {
+                "event_id": event_id,
+                "kind": kind,
+                "body": orjson.dumps(body).decode(),
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "last_error": None,
+                "partition_key": (partition_of(body) if partition is None else partition)[:PARTITION_MAX],
+            }
+            for event_id, body in zip(event_ids, bodies, strict=True)
+        ]
+        if len(rows) == 1:
+            await conn.execute(insert(webhook_outbox).values(**rows[0]))
+        elif rows:
+            await conn.execute(insert(webhook_outbox), rows)
+        return event_ids
 
     async def head(self, limit: int, also: Sequence[int] = ()) -> list[OutboxRow]:
         """The oldest ``limit`` rows, plus the rows ``also`` names wherever they are, in delivery order."""
