@@ -129,6 +129,10 @@ class BenchDeployment:
         extra = {
             "WA_SANDBOX_RECEIPT_DELAY": "0",
             "WA_SANDBOX_READ_DELAY": "3600",  # belt and braces: auto_read is off on every phone anyway
+            # The simulated network's own history, kept small so a soak measures the product, not the sandbox's
+            # inboxes (the bench never reads them); 20,000 ids still covers every resend of a run.
+            "WA_SANDBOX_INBOX_LIMIT": "5",
+            "WA_SANDBOX_SEEN_LIMIT": "20000",
             "WA_LOG_LEVEL": self.log_level,
         }
         self.dep = Deployment(self.workdir / "deploy", self.db, mqtt_port, extra)

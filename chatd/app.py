@@ -78,7 +78,7 @@ class Chatd:
         templates = TemplateStore(store, clock)
         outbox = Outbox(store, clock, tasks)
         media = self._media_store = MediaStore(s.data_dir / "media", store, clock, s.server_name, faults=self._faults)
-        phones = Phones(store, directory, outbox, clock, media=media)
+        phones = Phones(store, directory, outbox, clock, media=media, inbox_limit=s.inbox_limit)
         policy = Policy(store)
         delivery = PhoneDelivery(
             store,
@@ -93,7 +93,9 @@ class Chatd:
             policy=policy,
         )
         delivery.unrenderable = templates.render_failure  # phones render templates from the network's copy
-        router = Router(store, directory, phones, delivery, outbox, templates, clock, tasks, limits=limits)
+        router = Router(
+            store, directory, phones, delivery, outbox, templates, clock, tasks, limits=limits, seen_limit=s.seen_limit
+        )
         for component in (directory, registrar, templates, outbox, media, phones, policy, delivery, router, limits):
             await component.load()
         await store.sync()

@@ -221,12 +221,12 @@ class PhoneDelivery:
                 **content,
             }
             entry = InboxEntry(message=message, sender=held.business, devices=[device_id])
-            phone.inbox[held.message_id] = entry
+            self._phones.add_to_inbox(phone, held.message_id, entry)
         elif device_id in entry.devices:
             return  # this device already has it: a duplicate, no second receipt
         else:
             entry.devices.append(device_id)
-        self._phones.save_inbox(phone, held.message_id)
+            self._phones.save_inbox(phone, held.message_id)
         receipt_delay, read_delay = self.delays(phone.wa_id)
         receipt = Receipt(
             message_id=held.message_id,

@@ -142,8 +142,16 @@ def session_key(device_id: int, peer: str, peer_device: int) -> str:
 
 class Phones:
     def __init__(
-        self, store: Store, directory: Directory, outbox: Outbox, clock: Clock, *, media: MediaStore | None = None
+        self,
+        store: Store,
+        directory: Directory,
+        outbox: Outbox,
+        clock: Clock,
+        *,
+        media: MediaStore | None = None,
+        inbox_limit: int = 1000,
     ) -> None:
+        self._inbox_limit = inbox_limit
         self._media = media
         self._store = store
         self._directory = directory
@@ -171,6 +179,8 @@ class Phones:
                 self._phones[wa_id].inbox[message_id] = InboxEntry(
                     message=doc["message"], sender=doc["sender"], devices=doc["devices"], read=doc["read"]
                 )
+        for phone in self._phones.values():
+            self._trim_inbox(phone)
         sent = [(key.partition("/")[0], _sent_decoder.decode(body)) for key, body in await self._store.load(_SENT)]
         for wa_id, entry in sorted(sent, key=lambda item: item[1].timestamp):  # a re-saved entry moves last
             if wa_id in self._phones:
@@ -288,6 +298,18 @@ class Phones:
         entry = PeerSession(peer_key=peer_key, session=session_json)
         phone.sessions[key] = entry
         self._store.put(_SESSION, f"{phone.wa_id}/{key}", msgspec.json.encode(entry).decode())
+
+    def add_to_inbox(self, phone: Phone, message_id: str, entry: InboxEntry) -> None:
+        """A newly received message; beyond ``inbox_limit`` the oldest leave the inbox (memory and store)."""
+        phone.inbox[message_id] = entry
+        self.save_inbox(phone, message_id)
+        self._trim_inbox(phone)
+
+    def _trim_inbox(self, phone: Phone) -> None:
+        while len(phone.inbox) > self._inbox_limit:
+            oldest = next(iter(phone.inbox))
+            del phone.inbox[oldest]
+            self._store.delete(_INBOX, f"{phone.wa_id}/{oldest}")
 
     def save_inbox(self, phone: Phone, message_id: str) -> None:
         entry = phone.inbox[message_id]

@@ -74,7 +74,9 @@ class Router:
         clock: Clock,
         tasks: TaskSupervisor,
         limits: Limits | None = None,
+        seen_limit: int = 200_000,
     ) -> None:
+        self._seen_limit = seen_limit
         self._limits = limits
         self._store = store
         self._directory = directory
@@ -85,10 +87,11 @@ class Router:
         self._clock = clock
         self._tasks = tasks
         self._live: dict[str, BusinessConn] = {}
-        self._seen: set[str] = set()
+        self._seen: dict[str, None] = {}  # insertion-ordered: the oldest are forgotten first
 
     async def load(self) -> None:
-        self._seen = {key for key, _ in await self._store.load(_SEEN)}
+        self._seen = dict.fromkeys(key for key, _ in await self._store.load(_SEEN))
+        self._forget_oldest_seen()
 
     def live(self, wa_id: str) -> BusinessConn | None:
         return self._live.get(wa_id)
@@ -186,11 +189,18 @@ class Router:
             return Ack(id=frame.id)
         if self._limits is not None:
             self._limits.check_send(conn.wa_id, to)
-        self._seen.add(key)
+        self._seen[key] = None
         self._store.put(_SEEN, key, "")
+        self._forget_oldest_seen()
         self._delivery.accept(conn.wa_id, conn.device_id, frame, phone)
         await self._store.sync()
         return Ack(id=frame.id)
+
+    def _forget_oldest_seen(self) -> None:
+        while len(self._seen) > self._seen_limit:
+            oldest = next(iter(self._seen))
+            del self._seen[oldest]
+            self._store.delete(_SEEN, oldest)
 
     async def _business_read(self, conn: BusinessConn, frame: ReadReceipt) -> Ack:
         """The business read a phone's message: shown on the phone's sent message (``/admin/phones/{id}/sent``)."""

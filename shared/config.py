@@ -128,6 +128,10 @@ class SandboxSettings(_Section):
     receipt_delay_s: float = Field(default=0.2, ge=0)
     read_delay_s: float = Field(default=0.5, ge=0)
     media_port: int = Field(default=9092, ge=1, le=65535)
+    inbox_limit: int = Field(default=1000, ge=1)
+    """Messages each simulated phone keeps in its inbox (the oldest go first), so a long run stays bounded."""
+    seen_limit: int = Field(default=200_000, ge=10)
+    """Message ids chatd remembers to drop resends (a client resends only what it had not seen acked)."""
 
 
 class LogSettings(_Section):
@@ -223,6 +227,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_SANDBOX_RECEIPT_DELAY": ("sandbox", "receipt_delay_s"),
     "WA_SANDBOX_READ_DELAY": ("sandbox", "read_delay_s"),
     "WA_SANDBOX_MEDIA_PORT": ("sandbox", "media_port"),
+    "WA_SANDBOX_INBOX_LIMIT": ("sandbox", "inbox_limit"),
+    "WA_SANDBOX_SEEN_LIMIT": ("sandbox", "seen_limit"),
     "WA_LOG_LEVEL": ("log", "level"),
     "WA_LOG_TO_FILE": ("log", "to_file"),
     "WA_GC_INTERVAL_H": ("maintenance", "gc_interval_h"),
