@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -37,10 +37,21 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
-def run_process(process: str, main: Coroutine[Any, Any, Any]) -> int:
-    """``asyncio.run(main)`` with the exit code a supervisor (docker, systemd) should see."""
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    """uvloop where it is installed (a dependency on Linux: about half the cost per TLS frame and socket write of
+    the stdlib loop), else the stdlib loop."""
     try:
-        result = asyncio.run(main)
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def run_process(process: str, main: Coroutine[Any, Any, Any]) -> int:
+    """Run ``main`` on the event loop (``_event_loop_runner``) with the exit code a supervisor (docker, systemd)
+    should see."""
+    try:
+        result = _event_loop_runner()(main)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:
