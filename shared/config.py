@@ -9,7 +9,9 @@ Components receive only their own section.
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
@@ -42,7 +44,7 @@ class DbSettings(_Section):
     hostname: str = "127.0.0.1"
     port: int | None = Field(default=None, ge=1, le=65535)
     username: str = "root"
-    password: str = ""
+    password: str = Field(default="", repr=False)  # a secret: never in repr or logs
     name_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_]*$", max_length=32)
     sqlite_path: Path = Path("var/data/openprem.db")
     pool_size: int = Field(default=10, ge=1, le=500)
@@ -103,16 +105,37 @@ class PathSettings(_Section):
     log_dir: Path = Path("var/log")
 
 
+API_KEY_MIN_LENGTH = 32
+_API_KEY = re.compile(rf"[\x21-\x7e]{{{API_KEY_MIN_LENGTH},}}")
+
+
 class WebSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(default=443, ge=1, le=65535)
-    jwt_crypto_key: str = ""
+    jwt_crypto_key: str = Field(default="", repr=False)  # a secret: never in repr or logs
     cert_file: Path | None = None
     key_file: Path | None = None
     server_name: str = "localhost"
     token_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     allow_http_loopback_webhooks: bool = False
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    api_key_sha256: bytes | None = Field(default=None, repr=False, validation_alias="api_key")
+    """SHA-256 of ``WA_WEB_API_KEY`` (given as ``api_key``): the key ``Authorization: Apikey <key>`` must carry on
+    ``/v1/health``, ``/v1/stats/*`` and ``/metrics``.  Only the digest is kept (never the key, never in ``repr``);
+    ``None``: API keys are off."""
+
+    @field_validator("api_key_sha256", mode="before")
+    @classmethod
+    def _hash_api_key(cls, value: object) -> bytes | None:
+        # Never put the value in the message: it would reach the start-up error line.
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not _API_KEY.fullmatch(value):
+            raise ValueError(
+                f"must be at least {API_KEY_MIN_LENGTH} printable ASCII characters without spaces "
+                "(e.g. `openssl rand -hex 32`)"
+            )
+        return hashlib.sha256(value.encode("ascii")).digest()
 
 
 class SandboxSettings(_Section):
@@ -217,6 +240,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_WEB_TOKEN_TTL": ("web", "token_ttl_s"),
     "WA_WEBHOOK_ALLOW_HTTP_LOOPBACK": ("web", "allow_http_loopback_webhooks"),
     "WA_MEDIA_MAX_UPLOAD_BYTES": ("web", "max_upload_bytes"),
+    "WA_WEB_API_KEY": ("web", "api_key"),
     "WA_SANDBOX_HOSTNAME": ("sandbox", "host"),
     "WA_SANDBOX_PORT": ("sandbox", "port"),
     "WA_SANDBOX_FALLBACK_PORT": ("sandbox", "fallback_port"),

@@ -21,7 +21,7 @@ from shared.db.migrate import migrate
 from shared.media_files import MediaFiles
 from shared.tasks import TaskSupervisor
 from webapp.access_log import AccessLogger
-from webapp.auth import Authenticator, load_jwt_key
+from webapp.auth import API_KEY_ROUTES, Authenticator, load_jwt_key
 from webapp.certs import SERVER_TLS_KEY, ServerTls
 from webapp.envelope import MAX_JSON_BODY_BYTES
 from webapp.metrics import WebMetrics
@@ -105,6 +105,8 @@ class WebApp:
             await self.stop()
             raise
         log.info("webapp listening on %s (certificate %s)", self.url, cert)
+        if settings.web.api_key_sha256 is not None:
+            log.info("WA_WEB_API_KEY is set: Apikey authorization accepted on %s", ", ".join(sorted(API_KEY_ROUTES)))
 
     async def stop(self) -> None:
         await self._supervisor.close()

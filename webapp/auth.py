@@ -3,6 +3,11 @@
 A token is a JWT (``sub``, ``iat``, ``exp``, ``jti``) so it looks like the original's and every webapp sharing
 ``WA_WEB_JWT_CRYPTO_KEY`` accepts it; it is also a row (``jti`` + SHA-256 of the token) so logout revokes it at
 once.  Argon2 runs in a worker thread (≈100 ms per hash) so logins never stall the event loop.
+
+``/v1/health``, ``/v1/stats/*`` and ``/metrics`` also take ``Authorization: Apikey <key>`` (reference §2.0), for
+Prometheus scrapers and monitors: one opaque key from ``WA_WEB_API_KEY``, of which only the SHA-256 is held
+(``WebSettings.api_key_sha256``) and compared in constant time.  It names no user, so those routes get no
+``Principal``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ JWT_KEY_FILE = "jwt.key"
 _USERNAME = re.compile(USERNAME_PATTERN)
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="WhatsApp"'}
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="WhatsApp"'}
+API_KEY_SCHEME = "apikey"
+API_KEY_ROUTES = frozenset({"/v1/health", "/v1/stats/app", "/v1/stats/db", "/metrics"})
+"""The GET routes (route templates) that also accept ``Authorization: Apikey <key>``; every other route answers that
+header as it answers any non-bearer credentials (401, 1005)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,24 @@ def parse_bearer(header: str | None) -> str:
     if scheme.lower() != "bearer" or not token or " " in token:
         raise unauthorized("expected 'Authorization: Bearer <token>'")
     return token
+
+
+def api_key_of(header: str | None) -> str | None:
+    """The key of ``Authorization: Apikey <key>`` (scheme case-insensitive); ``None`` for any other header."""
+    if not header:
+        return None
+    scheme, _, key = header.strip().partition(" ")
+    return key.strip() if scheme.lower() == API_KEY_SCHEME else None
+
+
+def check_api_key(expected_sha256: bytes | None, key: str) -> None:
+    """401 (1005) unless API keys are on and ``key`` is the configured one (SHA-256 digests, constant time).
+
+    Off and wrong answer alike, so a caller cannot tell which; the key is never logged.
+    """
+    digest = hashlib.sha256(key.encode("ascii")).digest() if key.isascii() else b""
+    if expected_sha256 is None or not hmac.compare_digest(digest, expected_sha256):
+        raise unauthorized("invalid API key")
 
 
 def load_jwt_key(web_settings: WebSettings, data_dir: Path) -> bytes:

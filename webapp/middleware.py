@@ -12,12 +12,12 @@ import logging
 import secrets
 import time
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from shared.errors import ApiError, ErrorCode
-from webapp.auth import parse_bearer
+from webapp.auth import API_KEY_ROUTES, api_key_of, check_api_key, parse_bearer
 from webapp.envelope import (
     MAX_JSON_BODY_BYTES,
     HttpApiError,
@@ -26,7 +26,7 @@ from webapp.envelope import (
     validation_failed,
 )
 from webapp.openapi import OPENAPI_PATH
-from webapp.state import AUTH_KEY, METRICS_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, VERSION_KEY
+from webapp.state import AUTH_KEY, METRICS_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, VERSION_KEY, WEB_SETTINGS_KEY
 
 log = logging.getLogger("openprem.webapp.http")
 
@@ -114,9 +114,20 @@ def _render_http_exception(request: web.Request, version: str, exc: web.HTTPExce
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every ``/v1`` route but ``PUBLIC_PATHS``, and ``/metrics``, needs a bearer token; the principal goes on the
-    request."""
+    request.  ``GET`` on ``API_KEY_ROUTES`` also takes ``Authorization: Apikey <key>`` (no principal then);
+    elsewhere that header fails like any other non-bearer one."""
     path = request.path
     if (path == "/metrics" or path.startswith("/v1/") or path == "/v1") and path not in PUBLIC_PATHS:
-        token = parse_bearer(request.headers.get("Authorization"))
-        request[PRINCIPAL_KEY] = await request.app[AUTH_KEY].authenticate(token)
+        header = request.headers.get("Authorization")
+        api_key = api_key_of(header)
+        if api_key is not None and _takes_api_key(request):
+            check_api_key(request.app[WEB_SETTINGS_KEY].api_key_sha256, api_key)
+        else:
+            token = parse_bearer(header)
+            request[PRINCIPAL_KEY] = await request.app[AUTH_KEY].authenticate(token)
     return await handler(request)
+
+
+def _takes_api_key(request: web.Request) -> bool:
+    # The matched route, not the raw path: an unmatched path or a 405 never qualifies.
+    return request.method in (hdrs.METH_GET, hdrs.METH_HEAD) and route_template(request) in API_KEY_ROUTES

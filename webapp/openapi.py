@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from aiohttp import hdrs, web
 from pydantic import TypeAdapter
 
+from webapp.auth import API_KEY_ROUTES
 from webapp.envelope import dumps
 from webapp.schemas.responses import ErrorEnvelope, SuccessEnvelope
 from webapp.state import VERSION_KEY
@@ -32,6 +33,8 @@ _ATTR = "__openprem_operation__"
 _REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 _DOCUMENTED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+API_KEY_SECURITY = "apiKeyAuth"
+"""The security scheme of ``Authorization: Apikey <key>``, offered beside the bearer token on ``API_KEY_ROUTES``."""
 
 BINARY: Mapping[str, Any] = {"type": "string", "format": "binary"}
 """Schema of a raw binary body (media, photos), for ``raw_body`` / ``raw_responses``."""
@@ -190,6 +193,13 @@ def build_openapi(app: web.Application, version: str) -> dict[str, Any]:
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "basicAuth": {"type": "http", "scheme": "basic"},
+                API_KEY_SECURITY: {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "`Authorization: Apikey <key>` with the key set in `WA_WEB_API_KEY` (monitoring "
+                    "only: " + ", ".join(f"GET {path}" for path in sorted(API_KEY_ROUTES)) + ").",
+                },
             },
         },
         "security": [{"bearerAuth": []}],
@@ -244,6 +254,8 @@ def _operation(
         out["security"] = []
     elif op.basic_auth:
         out["security"] = [{"basicAuth": []}]
+    elif method == "get" and path in API_KEY_ROUTES:
+        out["security"] = [{"bearerAuth": []}, {API_KEY_SECURITY: []}]
     responses: dict[str, Any] = {}
     for status, payload in sorted(op.responses.items()):
         body = success_ref if payload is None else {"allOf": [schema_of(payload, "serialization"), success_ref]}

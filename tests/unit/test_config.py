@@ -130,3 +130,10 @@ def test_settings_are_frozen() -> None:
     settings = load_settings(env={})
     with pytest.raises(ValueError):
         settings.db.password = "x"  # type: ignore[misc]
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    from shared.config import DbSettings, WebSettings
+
+    shown = repr(DbSettings(password="db-secret-value")) + repr(WebSettings(jwt_crypto_key="jwt-secret-value" * 3))
+    assert "db-secret-value" not in shown and "jwt-secret-value" not in shown

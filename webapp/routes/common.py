@@ -13,7 +13,8 @@ from webapp.state import BUS_KEY, METRICS_KEY, PRINCIPAL_KEY
 
 
 def principal(request: web.Request) -> Principal:
-    """The authenticated caller (set by the auth middleware for every ``/v1`` route but login)."""
+    """The authenticated caller (set by the auth middleware for every bearer-authenticated route; an API-key
+    request on ``/v1/health``, ``/v1/stats/*`` or ``/metrics`` has none)."""
     return request[PRINCIPAL_KEY]
 
 
