@@ -28,9 +28,12 @@ def latency_ms(values_s: list[float], points: tuple[float, ...] = (50, 95, 99)) 
 
 def api_summary(samples: list[Sample]) -> dict[str, Any]:
     """Throughput, latency and errors of the API calls alone."""
-    ok = [s for s in samples if s.status in (200, 201) and s.message_id]
-    errors = Counter(str(s.status) for s in samples if s not in ok)
-    first_errors = sorted({(s.status, (s.error or "")[:200]) for s in samples if s not in ok})[:5]
+    ok: list[Sample] = []
+    bad: list[Sample] = []
+    for s in samples:  # one pass: membership tests on a list of 90,000 samples took the soak's report 1 h
+        (ok if s.status in (200, 201) and s.message_id else bad).append(s)
+    errors = Counter(str(s.status) for s in bad)
+    first_errors = sorted({(s.status, (s.error or "")[:200]) for s in bad})[:5]
     span = (max(s.ended for s in samples) - min(s.started for s in samples)) if samples else 0.0
     ids = [s.message_id for s in ok]
     return {
