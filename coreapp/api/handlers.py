@@ -6,6 +6,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from coreapp.chat.link import ConnState
 from coreapp.models import GatewayStatus
 from coreapp.services.registration import RegistrationService
@@ -62,7 +64,13 @@ class RpcApi:
         route = self._routes.get(method)
         if route is None:
             raise ApiError(ErrorCode.NOT_FOUND, f"unknown method {method}")
-        return await route(payload)
+        try:
+            return await route(payload)
+        except DBAPIError as exc:
+            # The database is down or restarting (a failover, a restart): the On-Prem code for it, not 1000.
+            first = str(exc.orig if exc.orig is not None else exc).splitlines()[0:1]
+            log.warning("%s failed on a database error: %s", method, first[0] if first else type(exc).__name__)
+            raise ApiError(ErrorCode.DATABASE_ERROR) from exc
 
     # --- health ---------------------------------------------------------------------------------------------
 
