@@ -167,6 +167,12 @@ class WebhookDispatcher:
         self._delete_wake = asyncio.Event()
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # partition -> the task delivering its rows in order
         self._failing: set[int] = set()  # seqs whose last attempt failed (held-back heads): pauses new work
+        # Partitions of the last read that only the concurrency limit kept waiting (never attempted, so their rows
+        # are exactly as read): a finishing request starts the next of them without reading the outbox again.
+        # Any reason to doubt them (new rows, a failure, a settings change) sets ``_dirty`` and forces a read.
+        self._startable: dict[str, list[OutboxRow]] = {}
+        self._dirty = True
+        self.head_reads = 0
         self._log_buffer: list[LogEntry] = []
         self._last_trim: float | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -212,6 +218,7 @@ class WebhookDispatcher:
 
     def notify(self) -> None:
         """Wake the dispatcher: new rows were committed (or something changed worth re-checking)."""
+        self._dirty = True
         self._wake.set()
 
     async def queue_size(self) -> int:
@@ -241,6 +248,10 @@ class WebhookDispatcher:
             return self._idle_poll_s  # rows wait, never dropped; a settings PATCH wakes us
         self._waiting_for_url = False
         limit = settings.webhooks.max_concurrent_requests
+        if not self._dirty and not self._failing and self._startable:
+            return self._start_waiting(url, settings, limit)
+        self._dirty = False  # before the read: a notify() while it runs sets it again
+        self._startable = {}
         # Copies taken before the read: a request may finish (and the deleter forget its seq) while the read is
         # in flight, and the read's snapshot may still hold that row as it was; its partition is still marked
         # in flight in the copy, so nothing of it is started from this snapshot.
@@ -249,6 +260,7 @@ class WebhookDispatcher:
         failing = set(self._failing)
         size = BATCH + len(delivered)
         # The failed heads are read wherever they are: while paused nothing else moves, so they must be seen.
+        self.head_reads += 1
         rows = await (self._store.head(size, also=sorted(failing)) if failing else self._store.head(size))
         present = {r.seq for r in rows}
         self._failing -= {seq for seq in failing if seq not in present and seq not in delivered}  # gone
@@ -271,11 +283,24 @@ class WebhookDispatcher:
                 wait_s = min(wait_s, due_in)
                 continue
             if len(self._in_flight) >= limit:
-                break  # a finishing request wakes us
-            self._in_flight[partition] = asyncio.get_running_loop().create_task(
-                self._drain(partition, queue, url, settings)
-            )
+                if not self._failing and not url_changed:
+                    self._startable[partition] = queue  # a finishing request wakes us and starts it
+                continue
+            self._start(partition, queue, url, settings)
         return wait_s
+
+    def _start_waiting(self, url: str, settings: ApplicationSettings, limit: int) -> float:
+        """Start partitions kept from the last read while there is room (no read: nothing about them changed)."""
+        while self._startable and len(self._in_flight) < limit:
+            partition = next(iter(self._startable))
+            queue = self._startable.pop(partition)
+            if partition not in self._in_flight:
+                self._start(partition, queue, url, settings)
+        return self._idle_poll_s
+
+    def _start(self, partition: str, queue: list[OutboxRow], url: str, settings: ApplicationSettings) -> None:
+        drain = self._drain(partition, queue, url, settings)
+        self._in_flight[partition] = asyncio.get_running_loop().create_task(drain)
 
     async def _drain(self, partition: str, queue: list[OutboxRow], url: str, settings: ApplicationSettings) -> None:
         """Deliver ``queue`` (rows of one partition, in order) one at a time, stopping at the first failure or as
@@ -301,6 +326,7 @@ class WebhookDispatcher:
             return True
         self._failed_url = url
         self._failing.add(row.seq)
+        self._dirty = True
         attempts = row.attempts + 1
         delay_s = backoff_ms(attempts, settings) / 1000.0
         next_at = datetime.fromtimestamp(self._clock() + delay_s, UTC)

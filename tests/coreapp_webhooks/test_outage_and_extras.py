@@ -280,3 +280,33 @@ def test_partition_of() -> None:
     msg = payloads.inbound_message({"id": "i", "type": "text", "timestamp": 1}, "456", "n")
     assert partition_of(msg) == "456"
     assert partition_of(payloads.error(1, "t")) == ""
+
+
+async def test_waiting_partitions_start_without_reading_the_outbox_again(
+    db: Database, store: WebhookStore, settings_store: SettingsStore, receiver: Receiver, supervisor: TaskSupervisor
+) -> None:
+    """60 peers with one event each and room for 6 at a time: a finishing request starts the next peer from the
+    last read (its rows untouched since), so the outbox is read a few times, not once per event; every event still
+    arrives once, in each peer's order.  New rows (``notify``) force a fresh read."""
+    peers = [f"1777{i:04d}" for i in range(60)]
+    for peer in peers:
+        body = payloads.status("first", peer, "delivered", 1)
+        await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, "status_change", b))
+    await settings_store.patch_application({"webhooks": {"url": receiver.url, "max_concurrent_requests": 6}})
+    dispatcher = WebhookDispatcher(db, store, settings_store, supervisor)
+    await dispatcher.start()
+    try:
+        await wait_until(lambda: len(receiver.delivered()) == 60)
+        reads_for_60 = dispatcher.head_reads
+        for peer in peers[:5]:  # later rows for some peers: seen through notify(), never lost behind the snapshot
+            body = payloads.status("second", peer, "read", 2)
+            await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, "status_change", b))
+            dispatcher.notify()
+        await wait_until(lambda: len(receiver.delivered()) == 65)
+    finally:
+        await dispatcher.stop()
+    assert reads_for_60 <= 4, reads_for_60  # 2 here; re-reading after every finished request took 11
+    delivered = [(partition_of(b), b["statuses"][0]["id"]) for b in receiver.delivered()]
+    assert sorted(delivered) == sorted([(p, "first") for p in peers] + [(p, "second") for p in peers[:5]])
+    for peer in peers[:5]:
+        assert [i for p, i in delivered if p == peer] == ["first", "second"]
