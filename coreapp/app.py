@@ -28,7 +28,7 @@ from coreapp.maintenance.gc import GcPolicy, GcScheduler, MessageGc
 from coreapp.services.accept import MessageAcceptor
 from coreapp.services.backup import BackupService
 from coreapp.services.inbound import InboundService, SystemNotices
-from coreapp.services.keys import IdentityChangeHandler, KeyService
+from coreapp.services.keys import IdentityAcks, IdentityChangeHandler, KeyService
 from coreapp.services.media import MediaService
 from coreapp.services.outbound import OutboundSender
 from coreapp.services.receipts import ReceiptService
@@ -103,6 +103,7 @@ class CoreApp:
         self._db: Database | None = None
         self._stores: Stores | None = None
         self._keys: KeyService | None = None
+        self._identities: IdentityAcks | None = None
         self._dispatcher: WebhookDispatcher | None = None
         self._acceptor: MessageAcceptor | None = None
         self._chat: ChatPart | None = None
@@ -158,12 +159,15 @@ class CoreApp:
             settings.chat, db, stores.accounts, stores.keys, keys, self._supervisor, self._on_registered
         )
         view = CoreView(self._own_wa_id, self._chat_state)
+        # One per process: it remembers which peers have an identity-change record (sends to others read nothing).
+        identities = self._identities = IdentityAcks(stores.keys, stores.settings)
         self.api = RpcApi(view, registration, stores.settings, critical_errors=disk.errors)
         # Other areas mount their RPC methods here, one `self.api.add_routes(...)` line each.
         self.api.add_routes(
             messages_routes(
                 view=view, db=db, messages=stores.messages, templates=stores.templates, acceptor=acceptor,
-                link=lambda: self.chat, media=lambda: self.media, ensure_room=disk.ensure_room,
+                link=lambda: self.chat, media=lambda: self.media, identities=identities,
+                ensure_room=disk.ensure_room,
             )
         )  # fmt: skip
         self.api.add_routes(
@@ -172,10 +176,15 @@ class CoreApp:
             ).routes()
         )
         self.api.add_routes(account_extra_routes(stores.accounts, lambda: self.chat))
-        self.api.add_routes(contacts_routes(db, lambda: self.chat, self._supervisor))
+        self.api.add_routes(contacts_routes(db, lambda: self.chat, self._supervisor, identities))
         self.api.add_routes(webhooks_routes(stores.webhooks))
         backup = BackupService(
-            BackupStore(db, stores.accounts, stores.keys), stores.settings, keys, self._pause_chat, self._on_registered
+            BackupStore(db, stores.accounts, stores.keys),
+            stores.settings,
+            keys,
+            self._pause_chat,
+            self._on_registered,
+            restored=identities.forget,
         )
         self.api.add_routes(SettingsExtraApi(stores.settings, backup, webhook_ca).routes())
         self._bus.serve(self.api.handle)
@@ -262,7 +271,8 @@ class CoreApp:
         )
         receipts = ReceiptService(db, connection, stores.messages, statuses, stores.settings, notify)
         templates = TemplateService(stores.templates, connection)
-        notices = SystemNotices(db, stores.webhooks, stores.settings, notify)
+        assert self._identities is not None, "start() builds it first"
+        notices = SystemNotices(db, stores.webhooks, stores.settings, notify, self._identities)
         identity_changes = IdentityChangeHandler(
             keys, stores.keys, connection, sender.forget_devices, notices.identity_changed
         )

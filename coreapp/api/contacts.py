@@ -10,8 +10,6 @@ from coreapp.chat.ready import LinkGetter
 from coreapp.services.contacts import ContactsService
 from coreapp.services.keys import IdentityAcks
 from coreapp.storage.contacts import ContactStore
-from coreapp.storage.keys import KeyStore
-from coreapp.storage.settings import SettingsStore
 from shared.bus.base import Payload
 from shared.db.engine import Database
 from shared.errors import ApiError, ErrorCode
@@ -71,9 +69,10 @@ class ContactsApi:
         return {"contacts": answers}
 
 
-def contacts_routes(db: Database, link: LinkGetter, supervisor: TaskSupervisor) -> Mapping[str, Handler]:
+def contacts_routes(
+    db: Database, link: LinkGetter, supervisor: TaskSupervisor, identities: IdentityAcks
+) -> Mapping[str, Handler]:
     """What ``CoreApp`` mounts with ``RpcApi.add_routes``."""
-    identities = IdentityAcks(KeyStore(db), SettingsStore(db))
     api = ContactsApi(ContactsService(ContactStore(db), link, supervisor), identities)
     return {
         "contacts.check": api.check,

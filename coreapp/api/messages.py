@@ -18,9 +18,7 @@ from coreapp.services.accept import MessageAcceptor
 from coreapp.services.compose import MediaPreparer, MessageComposer
 from coreapp.services.keys import IdentityAcks
 from coreapp.services.mark_read import ReadMarker
-from coreapp.storage.keys import KeyStore
 from coreapp.storage.messages import MessageStore
-from coreapp.storage.settings import SettingsStore
 from coreapp.storage.templates import TemplateStore
 from shared.bus.base import Payload
 from shared.db.engine import Database
@@ -96,9 +94,9 @@ def messages_routes(
     acceptor: MessageAcceptor,
     link: Callable[[], ChatLink | None],
     media: Callable[[], MediaPreparer | None],
+    identities: IdentityAcks,
     ensure_room: Callable[[], None] | None = None,
 ) -> dict[str, Handler]:
     """The messages area's RPC methods, wired for ``RpcApi.add_routes``."""
-    identities = IdentityAcks(KeyStore(db), SettingsStore(db))
     composer = MessageComposer(templates, media, identity_check=identities.check_send)
     return MessagesApi(view, acceptor, composer, ReadMarker(db, messages, link), ensure_room).routes()

@@ -129,7 +129,9 @@ class BackupService:
         keys: KeyService,
         pause_chat: Callable[[], Awaitable[None]],
         start_chat: Callable[[WaId], Awaitable[None]],
+        restored: Callable[[], None] = lambda: None,
     ) -> None:
+        self._restored = restored  # drops what was cached from the rows a restore rewrote
         self._store = store
         self._settings = settings
         self._keys = keys
@@ -174,6 +176,7 @@ class BackupService:
                 if identity is not None and previous is not None and previous.registered and previous.wa_id:
                     await self._start_chat(previous.wa_id)
                 raise
+            self._restored()
             await self._settings.reload()
         account = snapshot.account
         if account is not None and account.wa_id is not None:

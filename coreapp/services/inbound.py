@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.chat.link import ChatLink
 from coreapp.models import MessageDirection, MessageStatus, NewMessage
-from coreapp.services.keys import KeyService, unacknowledged_identity
+from coreapp.services.keys import IdentityAcks, KeyService, unacknowledged_identity
 from coreapp.services.media import MediaService
 from coreapp.storage.keys import KeyStore
 from coreapp.storage.messages import MessageStore
@@ -179,12 +179,18 @@ class SystemNotices:
     """
 
     def __init__(
-        self, db: Database, webhooks: WebhookStore, settings: SettingsStore, notify_webhooks: Callable[[], None]
+        self,
+        db: Database,
+        webhooks: WebhookStore,
+        settings: SettingsStore,
+        notify_webhooks: Callable[[], None],
+        identities: IdentityAcks,
     ) -> None:
         self._db = db
         self._webhooks = webhooks
         self._settings = settings
         self._notify_webhooks = notify_webhooks
+        self._identities = identities
         self._keys = KeyStore(db)
 
     async def identity_changed(self, frame: IdentityChanged) -> None:
@@ -214,6 +220,9 @@ class SystemNotices:
             }
             body = payloads.system_message(message_id, frame.wa_id, frame.timestamp, system, identity=identity)
             peer_identity = identity
+
+        if peer_identity is not None:
+            self._identities.may_block(WaId(frame.wa_id))  # before the write: sends to it are checked again
 
         async def notice_txn(conn: AsyncConnection) -> None:
             if peer_identity is not None:

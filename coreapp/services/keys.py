@@ -144,13 +144,36 @@ class IdentityAcks:
     acknowledges the current hash.  With the setting off nothing is recorded and nothing blocks (a record left from
     before the setting was turned off no longer blocks either).
 
-    The setting is read from the database (not a cached copy) and only when a peer has an unacknowledged record,
-    so the common send pays one indexed read.
+    The setting is read from the database (not a cached copy) and only when a peer has an unacknowledged record.
+    Which peers have a record at all is kept in memory (loaded once, then grown by ``may_block`` before a record
+    is written, reset by ``forget`` after a restore), so the common send, to a peer with no record, reads
+    nothing.  The set only grows: a record whose transaction rolled back costs that peer a read, never a missed
+    1028.  One coreapp per number writes these records (multiconnect would need a shared signal).
     """
 
     def __init__(self, store: KeyStore, settings: SettingsStore) -> None:
         self._store = store
         self._settings = settings
+        self._noted: set[WaId] = set()  # peers whose record this process wrote (or is about to)
+        self._loaded: set[WaId] | None = None  # peers with a record in the database when last loaded
+        self._loading = asyncio.Lock()
+
+    def may_block(self, peer: WaId) -> None:
+        """Call before writing ``peer``'s identity record: sends to it are checked against the database again."""
+        self._noted.add(peer)
+
+    def forget(self) -> None:
+        """The records were rewritten outside this class (a restore): load them again on the next send."""
+        self._loaded = None
+
+    async def _has_record(self, peer: WaId) -> bool:
+        if peer in self._noted:
+            return True
+        if self._loaded is None:
+            async with self._loading:
+                if self._loaded is None:
+                    self._loaded = await self._store.peers_with_identity_records()
+        return peer in self._loaded
 
     async def get(self, peer: WaId) -> dict[str, Any]:
         """``{"identity": [{"hash", "created_timestamp", "acknowledged"}]}``; 1006 when no change was recorded."""
@@ -171,6 +194,8 @@ class IdentityAcks:
 
     async def check_send(self, peer: WaId) -> None:
         """1028 when ``peer``'s identity change is unacknowledged and ``show_security_notifications`` is on."""
+        if not await self._has_record(peer):
+            return
         doc = await self._store.load_peer_identity(peer)
         if doc is None or doc.get("acknowledged") is not False:
             return

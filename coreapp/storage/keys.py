@@ -116,6 +116,17 @@ class KeyStore:
 
         return await self._db.run("keys.load_peer_identity", fn)
 
+    async def peers_with_identity_records(self) -> set[WaId]:
+        """Every peer with an identity-change record (acknowledged or not): the only ones a send may be refused for."""
+
+        async def fn(conn: AsyncConnection) -> set[WaId]:
+            rows = await conn.execute(
+                select(settings_table.c.name).where(settings_table.c.name.like(_peer_identity_name(WaId("")) + "%"))
+            )
+            return {WaId(row.name.partition(":")[2]) for row in rows}
+
+        return await self._db.run("keys.peers_with_identity_records", fn)
+
     async def peer_identity_txn(
         self, conn: AsyncConnection, peer: WaId, *, for_update: bool = False
     ) -> dict[str, Any] | None:

@@ -357,3 +357,36 @@ async def test_sends_wait_for_the_identity_change_to_be_acknowledged(
 
 async def _count(core: Core, n: int) -> bool:
     return len(await _identity_notices(core)) == n
+
+
+def _identity_reads(core: Core) -> int:
+    return int(core.app.db.stats().get("keys.load_peer_identity", {}).get("count", 0))
+
+
+async def test_identity_records_are_known_after_a_restart_and_other_sends_read_nothing(
+    backend: DbSettings, sandbox: Sandbox, make_core: CoreFactory
+) -> None:
+    core = await _core(sandbox, make_core, backend)
+    await _wait_statuses(core, await _send(core), "sent", "delivered", "read")
+    reads = _identity_reads(core)
+    for _ in range(3):
+        await _send(core)
+    assert _identity_reads(core) == reads  # no identity-change record for this peer: no read per send
+
+    await sandbox.admin("POST", f"/admin/phones/{PHONE}/reinstall")
+    await eventually(lambda: _identity_notices(core))
+    with pytest.raises(ApiError) as info:
+        await _send(core)
+    assert info.value.code is ErrorCode.IDENTITY_ACK_REQUIRED
+
+    # A fresh process knows the record from the database, not from having written it.
+    await core.app.stop()
+    again = await make_core(backend)
+
+    async def connected() -> bool:
+        return await again.health() == "connected"
+
+    await eventually(connected)
+    with pytest.raises(ApiError) as info:
+        await _send(again)
+    assert info.value.code is ErrorCode.IDENTITY_ACK_REQUIRED
