@@ -30,6 +30,7 @@ from bench.floorrun import run_floor
 from bench.pipeline import PipelineSampler
 from bench.profile import Profiler
 from bench.stats import api_summary, cpu_per_1k, delivery_summary, growth
+from shared.tasks import TaskSupervisor
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -129,6 +130,7 @@ async def measure(args: argparse.Namespace, workdir: Path, result: dict[str, Any
     """Everything on the deployment: setup, warm-up, the measured phase or the soak."""
     dep = BenchDeployment(args.backend, workdir, args.log_level)
     phones = phone_ids(args.phones)
+    tasks = TaskSupervisor("bench")  # the samplers: a crash is logged, and an early exit cancels them
     try:
         print(f"bench: starting the {args.backend} deployment in {workdir}", flush=True)
         await dep.start()
@@ -145,7 +147,7 @@ async def measure(args: argparse.Namespace, workdir: Path, result: dict[str, Any
         profiler = Profiler(workdir / "profile") if args.profile else None
         sampler = PipelineSampler(dep.db) if dep.db is not None else None
         stop_sampler = asyncio.Event()
-        sampling = asyncio.ensure_future(sampler.run(stop_sampler)) if sampler else None
+        sampling = tasks.spawn("pipeline-sampler", sampler.run(stop_sampler)) if sampler else None
         counters = await mariadb_counters() if args.backend == "mariadb" else {}
         before = dep.watch.cpu()
         if profiler is not None:
@@ -153,7 +155,7 @@ async def measure(args: argparse.Namespace, workdir: Path, result: dict[str, Any
         if args.duration is not None:
             rss: list[dict[str, float]] = []
             stop = asyncio.Event()
-            rss_task = asyncio.ensure_future(sample_rss(dep, args.sample_every, rss, stop))
+            rss_task = tasks.spawn("rss-sampler", sample_rss(dep, args.sample_every, rss, stop))
             print(f"bench: soak, {args.rate}/s for {args.duration:.0f} s", flush=True)
             paced = await load.paced(
                 dep.web_url, dep.token, phones, args.rate, args.duration, args.concurrency, first_index=index
@@ -197,6 +199,7 @@ async def measure(args: argparse.Namespace, workdir: Path, result: dict[str, Any
         result["shared_processes"] = sorted(dep.watch.shared)
         result["died"] = dep.alive()
     finally:
+        await tasks.close()
         await dep.stop()
 
 
