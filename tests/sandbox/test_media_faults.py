@@ -23,6 +23,7 @@ from coreapp.storage.tables_webhooks import webhook_outbox
 from shared.config import DbSettings
 from shared.media_files import MediaFiles
 from tests.coreapp.conftest import BUSINESS_WA_ID, Core, CoreFactory, Sandbox, eventually, register
+from tests.sandbox.statuses import wait_statuses
 from tests.support import media_samples as samples
 
 PHONE = "12025550199"
@@ -36,18 +37,8 @@ async def _core(sandbox: Sandbox, make_core: CoreFactory, db: DbSettings) -> Cor
     return core
 
 
-async def _statuses(core: Core, message_id: str) -> list[dict[str, Any]]:
-    async with core.app.db.engine.connect() as conn:
-        rows = list(await conn.execute(select(webhook_outbox.c.body).where(webhook_outbox.c.kind == "status_change")))
-    return [s for r in rows for s in orjson.loads(r.body)["statuses"] if s["id"] == message_id]
-
-
 async def _wait_statuses(core: Core, message_id: str, *expected: str) -> list[dict[str, Any]]:
-    async def reached() -> list[dict[str, Any]] | None:
-        found = await _statuses(core, message_id)
-        return found if sorted(s["status"] for s in found) == sorted(expected) else None
-
-    return list(await eventually(reached, timeout_s=20.0))
+    return await wait_statuses(core, message_id, *expected, timeout_s=20.0)
 
 
 async def _inbound(core: Core, message_id: str) -> list[dict[str, Any]]:

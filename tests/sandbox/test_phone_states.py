@@ -15,6 +15,7 @@ from chatd.policy import TOS_URL
 from coreapp.storage.tables_webhooks import webhook_outbox
 from shared.config import DbSettings
 from tests.coreapp.conftest import BUSINESS_WA_ID, Core, CoreFactory, Sandbox, eventually, register
+from tests.sandbox.statuses import statuses, wait_statuses
 
 PHONE = "12025550199"
 QUIET_S = 0.6
@@ -36,25 +37,11 @@ async def _send(core: Core, to: str = PHONE, body: str = "hello", **content: Any
     return str(reply["id"])  # the API answer: accepted with an id, whatever happens on the network
 
 
-async def _statuses(core: Core, message_id: str) -> list[dict[str, Any]]:
-    async with core.app.db.engine.connect() as conn:
-        rows = list(await conn.execute(select(webhook_outbox.c.body).where(webhook_outbox.c.kind == "status_change")))
-    return [s for r in rows for s in orjson.loads(r.body)["statuses"] if s["id"] == message_id]
-
-
-async def _wait_statuses(core: Core, message_id: str, *expected: str) -> list[dict[str, Any]]:
-    async def reached() -> list[dict[str, Any]] | None:
-        found = await _statuses(core, message_id)
-        return found if sorted(s["status"] for s in found) == sorted(expected) else None
-
-    return list(await eventually(reached))
-
-
 async def _settled(core: Core, message_id: str, *expected: str) -> list[dict[str, Any]]:
     """``expected`` and nothing more, even after a while."""
-    await _wait_statuses(core, message_id, *expected)
+    await wait_statuses(core, message_id, *expected)
     await asyncio.sleep(QUIET_S)
-    return await _wait_statuses(core, message_id, *expected)
+    return await wait_statuses(core, message_id, *expected)
 
 
 async def _inbox_ids(sandbox: Sandbox, wa_id: str = PHONE) -> set[str]:
@@ -75,19 +62,19 @@ async def test_offline_phone_gets_it_when_back_and_never_after_30_days(
     await _settled(core, first, "sent")
     assert (await sandbox.admin("GET", f"/admin/phones/{PHONE}"))["held_count"] == 1
     await sandbox.admin("PATCH", f"/admin/phones/{PHONE}", {"online": True})
-    await _wait_statuses(core, first, "sent", "delivered", "read")
+    await wait_statuses(core, first, "sent", "delivered", "read")
 
     await sandbox.admin("PATCH", f"/admin/phones/{PHONE}", {"online": False})
     lost = await _send(core, body="you will never see this")
-    await _wait_statuses(core, lost, "sent")
+    await wait_statuses(core, lost, "sent")
     with caplog.at_level(logging.INFO, logger="openprem.chatd.delivery"):
         await sandbox.admin("POST", "/admin/clock/advance", {"seconds": 30 * 86400 + 60})
     assert "offline 30 days" in caplog.text
     assert (await sandbox.admin("GET", f"/admin/phones/{PHONE}"))["held_count"] == 0
     await sandbox.admin("PATCH", f"/admin/phones/{PHONE}", {"online": True})
     after = await _send(core, body="back")  # queued behind nothing: once it is delivered, ``lost`` is settled
-    await _wait_statuses(core, after, "sent", "delivered", "read")
-    assert [s["status"] for s in await _statuses(core, lost)] == ["sent"]
+    await wait_statuses(core, after, "sent", "delivered", "read")
+    assert [s["status"] for s in await statuses(core, lost)] == ["sent"]
     assert lost not in await _inbox_ids(sandbox)
     assert await core.health() == "connected"
 
@@ -121,7 +108,7 @@ async def test_turkish_numbers_follow_the_policy_switch(
     core = await _core(sandbox, make_core, backend, {"wa_id": turkish})
     assert (await sandbox.admin("GET", "/admin/policy"))["turkey"] == "allowed"  # since 2024-05-15
     allowed = await _send(core, to=turkish)
-    await _wait_statuses(core, allowed, "sent", "delivered", "read")
+    await wait_statuses(core, allowed, "sent", "delivered", "read")
 
     assert (await sandbox.admin("PATCH", "/admin/policy", {"turkey": "restricted"}))["turkey"] == "restricted"
     restricted = await _send(core, to=turkish)
@@ -164,7 +151,7 @@ async def test_old_client_is_receiver_incapable(
         assert (error["code"], error["title"]) == (1026, "Receiver incapable")
         assert message_id not in await _inbox_ids(sandbox)
     else:
-        await _wait_statuses(core, message_id, "sent", "delivered", "read")
+        await wait_statuses(core, message_id, "sent", "delivered", "read")
 
 
 async def test_phone_in_an_experiment_group_fails_with_472(
@@ -226,13 +213,13 @@ async def test_free_form_outside_24h_fails_with_470_templates_still_go(
         "components": [],
     }
     sent_template = await _send(core, type="template", template=template)
-    await _wait_statuses(core, sent_template, "sent", "delivered", "read")
+    await wait_statuses(core, sent_template, "sent", "delivered", "read")
 
     await sandbox.admin(
         "POST", f"/admin/phones/{PHONE}/send", {"to": BUSINESS_WA_ID, "type": "text", "text": {"body": "hi"}}
     )
     within = await _send(core)
-    await _wait_statuses(core, within, "sent", "delivered", "read")
+    await wait_statuses(core, within, "sent", "delivered", "read")
 
     await sandbox.admin("POST", "/admin/clock/advance", {"seconds": 24 * 3600 + 60})
     late = await _send(core)
@@ -252,7 +239,7 @@ async def test_reinstalled_phone_raises_a_security_notice_and_gets_the_next_mess
 ) -> None:
     core = await _core(sandbox, make_core, backend)
     before = await _send(core)
-    await _wait_statuses(core, before, "sent", "delivered", "read")
+    await wait_statuses(core, before, "sent", "delivered", "read")
     old_key = (await sandbox.admin("GET", f"/admin/phones/{PHONE}"))["devices"][0]["identity_key"]
 
     with caplog.at_level(logging.INFO, logger="openprem.coreapp.keys"):
@@ -268,14 +255,14 @@ async def test_reinstalled_phone_raises_a_security_notice_and_gets_the_next_mess
     await core.rpc("contacts.ack_identity", {"wa_id": PHONE, "hash": notice["identity"]["hash"]})
 
     after = await _send(core, body="after the reinstall")  # a new session with the new keys
-    await _wait_statuses(core, after, "sent", "delivered", "read")
+    await wait_statuses(core, after, "sent", "delivered", "read")
     assert after in await _inbox_ids(sandbox)
 
     # show_security_notifications off: sessions still reset, no notice.
     await core.rpc("settings.patch_application", {"application": {"show_security_notifications": False}})
     await sandbox.admin("POST", f"/admin/phones/{PHONE}/reinstall")
     again = await _send(core, body="and again")
-    await _wait_statuses(core, again, "sent", "delivered", "read")
+    await wait_statuses(core, again, "sent", "delivered", "read")
     assert len(await _system_hooks(core)) == 1
 
 
@@ -285,7 +272,7 @@ async def test_changed_number_makes_the_old_one_invalid(
     new_number = "12025550177"
     core = await _core(sandbox, make_core, backend)
     before = await _send(core)
-    await _wait_statuses(core, before, "sent", "delivered", "read")
+    await wait_statuses(core, before, "sent", "delivered", "read")
 
     moved = await sandbox.admin("POST", f"/admin/phones/{PHONE}/change-number", {"new_wa_id": new_number})
     assert moved["changed_number"] is True and moved["new_wa_id"] == new_number
@@ -301,4 +288,4 @@ async def test_changed_number_makes_the_old_one_invalid(
     error = _failed(await _settled(core, to_old, "failed"))
     assert (error["code"], error["title"]) == (1013, "User is not valid")
     to_new = await _send(core, to=new_number)
-    await _wait_statuses(core, to_new, "sent", "delivered", "read")
+    await wait_statuses(core, to_new, "sent", "delivered", "read")
