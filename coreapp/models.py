@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from shared.ids import MessageId, WaId
+from shared.message_types import MessageType
 
 
 class AccountStatus(enum.StrEnum):
@@ -39,16 +40,6 @@ OUTBOUND_RANK: dict[MessageStatus, int] = {
 """Outbound statuses only move up this ladder; ``failed`` is recorded beside it (see services.receipts)."""
 
 
-class GatewayStatus(enum.StrEnum):
-    """``/v1/health`` ``gateway_status``."""
-
-    CONNECTED = "connected"
-    CONNECTING = "connecting"
-    DISCONNECTED = "disconnected"
-    UNINITIALIZED = "uninitialized"
-    UNREGISTERED = "unregistered"
-
-
 @dataclass(frozen=True, slots=True)
 class Account:
     cc: str
@@ -70,7 +61,7 @@ class NewMessage:
     id: MessageId
     direction: MessageDirection
     peer: WaId
-    type: str
+    type: MessageType
     content: str | None  # UTF-8 JSON of the On-Prem message object (without ``to``)
     status: MessageStatus
     timestamp: int  # epoch seconds

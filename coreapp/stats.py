@@ -9,15 +9,15 @@ phone number or a message id (dependencies §5.7).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from coreapp.models import GatewayStatus
 from coreapp.webhooks.dispatcher import DispatcherStats
+from shared.bus.contract.health import GatewayStatus
 from shared.db.engine import Database
 
 DB_LABEL = "coreapp"
@@ -43,13 +43,36 @@ class _SenderCounts(Protocol):
 
 
 class ChatView(Protocol):
-    """What the stats read of the chat part (``coreapp.app.ChatPart``)."""
+    """What the stats read of the chat part (``coreapp.scope.ChatScope``)."""
 
     @property
     def connection(self) -> _Generation: ...
 
     @property
     def sender(self) -> _SenderCounts: ...
+
+
+class ChatSource(Protocol):
+    """The chat part in use (``coreapp.scope.CurrentChat``)."""
+
+    @property
+    def scope(self) -> ChatView | None: ...
+
+    def gateway_status(self) -> GatewayStatus: ...
+
+
+class StatsHolder(Protocol):
+    """The webhook dispatcher's counters (``coreapp.webhooks.dispatcher.WebhookDispatcher.stats``)."""
+
+    @property
+    def stats(self) -> DispatcherStats: ...
+
+
+class DiskStates(Protocol):
+    """The disk guard's last measurements (``coreapp.maintenance.disk.DiskGuard``)."""
+
+    @property
+    def states(self) -> Mapping[str, DiskView]: ...
 
 
 class DiskView(Protocol):
@@ -75,10 +98,9 @@ class GcCounts(Protocol):
 @dataclass(frozen=True)
 class AppStatsSources:
     db: Database
-    dispatcher_stats: Callable[[], DispatcherStats]
-    gateway_status: Callable[[], GatewayStatus]
-    chat: Callable[[], ChatView | None]
-    disk: Callable[[], Mapping[str, DiskView]] | None = None
+    dispatcher: StatsHolder
+    chat: ChatSource
+    disk: DiskStates | None = None
     message_gc: GcCounts | None = None
 
 
@@ -100,7 +122,7 @@ def app_families(sources: AppStatsSources, queue_size: int, uptime_s: float) -> 
         "error name) and type",
         labels=["result", "type"],
     )
-    for (result, kind), (count, total_ms) in sorted(sources.dispatcher_stats().durations_ms.items()):
+    for (result, kind), (count, total_ms) in sorted(sources.dispatcher.stats.durations_ms.items()):
         callbacks.add_metric([result, kind], count, total_ms)
     families.append(callbacks)
 
@@ -117,7 +139,7 @@ def app_families(sources: AppStatsSources, queue_size: int, uptime_s: float) -> 
     receipts.add_metric([], _ok(db_stats, TXN_RECEIPTS))
     families += [received, undecryptable, receipts]
 
-    chat = sources.chat()
+    chat = sources.chat.scope
     sent = CounterMetricFamily(
         "messages_sent",
         "Outbound messages answered by the network, by result (sent or failed), since the chat connection was built",
@@ -131,7 +153,7 @@ def app_families(sources: AppStatsSources, queue_size: int, uptime_s: float) -> 
     reconnects.add_metric([], max(0, chat.connection.generation - 1) if chat else 0)
     families += [sent, reconnects]
 
-    current = sources.gateway_status()
+    current = sources.chat.gateway_status()
     gateway = GaugeMetricFamily(
         "gateway_status", "Connection to the network: 1 for the current status, 0 otherwise", labels=["status"]
     )
@@ -142,7 +164,7 @@ def app_families(sources: AppStatsSources, queue_size: int, uptime_s: float) -> 
     families += [gateway, up]
 
     if sources.disk is not None:
-        disk = sources.disk()
+        disk = sources.disk.states
         critical = GaugeMetricFamily(
             "disk_critical",
             "1 while the directory has less free space than WA_DISK_MIN_FREE_MB (sending is refused), else 0",

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document of the REST API, generated from the live route table and the request models.
 
 Each route may declare itself with ``@doc(...)``: its request model (the very pydantic model or type that
-validates the body, so the contract cannot drift from the validation), its success payloads and the error
+validates the body, so the contract cannot drift from the validation), its success payloads (pydantic models, or
+msgspec structs when the answer relays a reply of the bus contract as it is) and the error
 statuses it can answer.  Error statuses implied by the route's shape are added automatically (401 unless
 public, 403 for admin-only routes, 400/413 with a body, 400 with query parameters, 404 with path parameters,
 503 when it calls coreapp).  Every route declares itself (``tests/contract/test_openapi_complete.py`` fails on
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import hdrs, web
 from pydantic import TypeAdapter
 
@@ -31,6 +33,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 OPENAPI_PATH = "/v1/openapi.json"
 _ATTR = "__openprem_operation__"
 _REF = "#/components/schemas/{model}"
+_STRUCT_REF = "#/components/schemas/{name}"
+"""The same for msgspec, which names the placeholder differently."""
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 _DOCUMENTED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 API_KEY_SECURITY = "apiKeyAuth"
@@ -126,21 +130,42 @@ def _error_statuses(op: Operation, path_params: Sequence[str]) -> set[int]:
     return statuses
 
 
+def _is_struct(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, msgspec.Struct)
+
+
 class _Builder:
-    """Collects every type first, then renders them in one pydantic pass so shared models get one name."""
+    """Collects every type first, then renders them in one pydantic pass so shared models get one name, and
+    the msgspec structs (replies of the bus contract relayed as they are) in one msgspec pass beside it."""
 
     def __init__(self) -> None:
         self._adapters: dict[tuple[int, str], tuple[Any, str]] = {}
+        self._structs: dict[int, type[msgspec.Struct]] = {}
 
     def want(self, tp: Any, mode: str) -> tuple[int, str]:
         key = (id(tp), mode)
-        self._adapters.setdefault(key, (tp, mode))
+        if _is_struct(tp):
+            self._structs.setdefault(id(tp), tp)
+        else:
+            self._adapters.setdefault(key, (tp, mode))
         return key
 
     def render(self) -> tuple[dict[tuple[int, str], dict[str, Any]], dict[str, Any]]:
         inputs = [(key, mode, TypeAdapter(tp)) for key, (tp, mode) in self._adapters.items()]
         schemas, defs = TypeAdapter.json_schemas(inputs, ref_template=_REF)  # type: ignore[arg-type]
-        return {(k[0], m): dict(v) for (k, m), v in schemas.items()}, dict(defs.get("$defs", {}))
+        rendered: dict[tuple[int, str], dict[str, Any]] = {(k[0], m): dict(v) for (k, m), v in schemas.items()}
+        components: dict[str, Any] = dict(defs.get("$defs", {}))
+        structs = list(self._structs.values())
+        if structs:
+            # A struct reads and writes the same JSON: one schema serves both modes.
+            struct_schemas, struct_components = msgspec.json.schema_components(structs, ref_template=_STRUCT_REF)
+            for tp, schema in zip(structs, struct_schemas, strict=True):
+                for mode in ("validation", "serialization"):
+                    rendered[(id(tp), mode)] = dict(schema)
+            for name, schema in struct_components.items():
+                if components.setdefault(name, schema) != schema:
+                    raise ValueError(f"OpenAPI component {name!r} is both a pydantic model and a msgspec struct")
+        return rendered, components
 
 
 def build_openapi(app: web.Application, version: str) -> dict[str, Any]:

@@ -9,48 +9,46 @@ retrying cannot help).
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Mapping
 
-from coreapp.api.handlers import Handler
+from coreapp.api.registry import RpcRegistry
 from coreapp.chat.errors import ChatRemoteError, ChatUnavailable
-from coreapp.chat.ready import LinkGetter, ready_link
+from coreapp.chat.ready import LinkSource, ready_link
 from coreapp.chat.session import expect
 from coreapp.storage.account import AccountStore
-from shared.bus.base import Payload
+from shared.bus.contract import account
+from shared.bus.rpc import Empty
 from shared.errors import ApiError, ErrorCode
 from shared.wire.frames import Ack, SetTwoStep
 
 log = logging.getLogger("openprem.coreapp.account")
 
-PIN = re.compile(r"^[0-9]{6}$")
-SHARD_COUNTS = (1, 2, 4, 8, 16, 32)
 SINGLE_SHARD = 1
 NETWORK_TIMEOUT_S = 20.0
 
 
 class AccountExtraApi:
-    def __init__(self, accounts: AccountStore, link: LinkGetter) -> None:
+    def __init__(self, accounts: AccountStore, chat: LinkSource) -> None:
         self._accounts = accounts
-        self._link = link
+        self._chat = chat
+
+    def mount(self, registry: RpcRegistry) -> None:
+        registry.add(account.SET_TWO_STEP, self.set_two_step)
+        registry.add(account.REMOVE_TWO_STEP, self.remove_two_step)
+        registry.add(account.GET_SHARDS, self.get_shards)
+        registry.add(account.SET_SHARDS, self.set_shards)
 
     # --- two-step verification ------------------------------------------------------------------------------
 
-    async def set_two_step(self, payload: Payload) -> Payload:
-        pin = payload.get("pin")
-        if pin is None or pin == "":
-            raise ApiError(ErrorCode.MISSING_PARAMETER, "pin is required")
-        if not isinstance(pin, str) or not PIN.match(pin):
-            raise ApiError(ErrorCode.INVALID_PARAMETER, "pin must be exactly 6 digits")
-        await self._send(SetTwoStep(pin=pin), "enabled")
-        return {}
+    async def set_two_step(self, request: account.TwoStep) -> Empty:
+        await self._send(SetTwoStep(pin=request.pin), "enabled")
+        return Empty()
 
-    async def remove_two_step(self, _payload: Payload) -> Payload:
+    async def remove_two_step(self, _request: Empty) -> Empty:
         await self._send(SetTwoStep(pin=None), "disabled")
-        return {}
+        return Empty()
 
     async def _send(self, frame: SetTwoStep, what: str) -> None:
-        link = ready_link(self._link, "two-step verification")
+        link = ready_link(self._chat, "two-step verification")
         try:
             expect(await link.request(frame, NETWORK_TIMEOUT_S), Ack)
         except ChatUnavailable as exc:
@@ -62,21 +60,18 @@ class AccountExtraApi:
 
     # --- shards ---------------------------------------------------------------------------------------------
 
-    async def get_shards(self, _payload: Payload) -> Payload:
-        return {"shards": SINGLE_SHARD}
+    async def get_shards(self, _request: Empty) -> account.Shards:
+        return account.Shards(shards=SINGLE_SHARD)
 
-    async def set_shards(self, payload: Payload) -> Payload:
+    async def set_shards(self, request: account.SetShards) -> account.Shards:
         """Accept ``shards: 1`` for the registered number; other valid counts need multiconnect (1009)."""
-        shards = payload.get("shards")
-        cc, phone_number = payload.get("cc"), payload.get("phone_number")
-        if shards is None or not cc or not phone_number:
-            raise ApiError(ErrorCode.MISSING_PARAMETER, "cc, phone_number and shards are required")
-        if not isinstance(shards, int) or isinstance(shards, bool) or shards not in SHARD_COUNTS:
-            raise ApiError(ErrorCode.INVALID_PARAMETER, "shards must be one of 1, 2, 4, 8, 16, 32")
-        account = await self._accounts.get()
-        if account is None or not account.registered:
+        shards = request.shards
+        if shards not in account.SHARD_COUNTS:
+            raise ApiError(ErrorCode.INVALID_PARAMETER, account.SHARDS_HINT)
+        registered = await self._accounts.get()
+        if registered is None or not registered.registered:
             raise ApiError(ErrorCode.NOT_READY, "not registered: register the number first")
-        if (account.cc, account.phone_number) != (cc, phone_number):
+        if (registered.cc, registered.phone_number) != (request.cc, request.phone_number):
             raise ApiError(ErrorCode.INVALID_PARAMETER, "cc and phone_number must be the registered number")
         if shards != SINGLE_SHARD:
             raise ApiError(
@@ -84,15 +79,4 @@ class AccountExtraApi:
                 f"multiconnect is not enabled: this deployment runs a single coreapp, so shards must be 1 "
                 f"(asked for {shards})",
             )
-        return {"shards": SINGLE_SHARD}
-
-
-def account_extra_routes(accounts: AccountStore, link: LinkGetter) -> Mapping[str, Handler]:
-    """What ``CoreApp`` mounts with ``RpcApi.add_routes``."""
-    api = AccountExtraApi(accounts, link)
-    return {
-        "account.set_two_step": api.set_two_step,
-        "account.remove_two_step": api.remove_two_step,
-        "account.get_shards": api.get_shards,
-        "account.set_shards": api.set_shards,
-    }
+        return account.Shards(shards=SINGLE_SHARD)

@@ -1,6 +1,6 @@
 """RPC methods for operations: ``stats.app``, ``stats.db``, ``support.get`` and ``messages.gc``.
 
-Stats travel as the §2.11 JSON map or as Prometheus text (``{"format": "prometheus"}``) so webapp relays them
+Stats travel as the §2.11 JSON map or as Prometheus text (``format: prometheus``) so webapp relays them
 without knowing the metric names.  ``messages.gc`` runs batches until the garbage is gone or its time budget
 (well inside the RPC timeout) is spent, and says which: the caller may simply call again.  The rules and the
 batching live in ``coreapp.maintenance.gc``, shared with the periodic GC.
@@ -12,26 +12,26 @@ import importlib.metadata
 import logging
 import platform
 import time
-from collections.abc import Callable
 
-from coreapp.api.handlers import Handler
+from prometheus_client.metrics_core import Metric
+
+from coreapp.api.registry import RpcRegistry
 from coreapp.maintenance.disk import DiskGuard
-from coreapp.maintenance.gc import GcPolicy, MessageGc
-from coreapp.models import GatewayStatus
-from coreapp.stats import AppStatsSources, ChatView, app_families, db_families
+from coreapp.maintenance.gc import MessageGc
+from coreapp.scope import CurrentChat
+from coreapp.stats import AppStatsSources, app_families, db_families
 from coreapp.storage.maintenance import MaintenanceStore
 from coreapp.webhooks.dispatcher import WebhookDispatcher
-from shared.bus.base import Payload
+from shared.bus.contract import messages, ops
+from shared.bus.contract.health import GatewayStatus
+from shared.bus.rpc import Empty
 from shared.config import Settings
 from shared.db.engine import Database
-from shared.errors import ApiError, ErrorCode
 from shared.metrics import families_to_json, prometheus_text
 
 log = logging.getLogger("openprem.coreapp.ops")
 
-__all__ = ["FORMATS", "GcPolicy", "OpsApi", "software_version"]
-
-FORMATS = frozenset({"json", "prometheus"})
+__all__ = ["OpsApi", "software_version"]
 
 
 def software_version() -> str:
@@ -46,77 +46,62 @@ class OpsApi:
         self,
         settings: Settings,
         db: Database,
+        store: MaintenanceStore,
         dispatcher: WebhookDispatcher,
-        gateway_status: Callable[[], GatewayStatus],
-        chat: Callable[[], ChatView | None],
-        gc_policy: GcPolicy | None = None,
-        *,
-        message_gc: MessageGc | None = None,
-        disk: DiskGuard | None = None,
+        chat: CurrentChat,
+        message_gc: MessageGc,
+        disk: DiskGuard,
     ) -> None:
         self._settings = settings
         self._db = db
-        self._store = MaintenanceStore(db)
+        self._store = store
         self._dispatcher = dispatcher
-        self._message_gc = message_gc or MessageGc(db, gc_policy or GcPolicy.from_settings(settings.maintenance))
-        self._sources = AppStatsSources(
-            db,
-            lambda: dispatcher.stats,
-            gateway_status,
-            chat,
-            disk=(lambda: disk.states) if disk is not None else None,
-            message_gc=self._message_gc,
-        )
-        self._gateway_status = gateway_status
+        self._chat = chat
+        self._message_gc = message_gc
+        self._sources = AppStatsSources(db, dispatcher, chat, disk=disk, message_gc=message_gc)
         # Finish well before webapp gives up on the RPC, so the answer (and the count) reaches the client.
-        self._gc_budget_s = min(self._message_gc.policy.budget_s, settings.bus.rpc_timeout_s / 2)
+        self._gc_budget_s = min(message_gc.policy.budget_s, settings.bus.rpc_timeout_s / 2)
         self._started = time.monotonic()
 
-    def routes(self) -> dict[str, Handler]:
-        return {
-            "stats.app": self.stats_app,
-            "stats.db": self.stats_db,
-            "support.get": self.support,
-            "messages.gc": self.gc,
-        }
+    def mount(self, registry: RpcRegistry) -> None:
+        registry.add(ops.STATS_APP, self.stats_app)
+        registry.add(ops.STATS_DB, self.stats_db)
+        registry.add(ops.SUPPORT, self.support)
+        registry.add(messages.GC, self.gc)
 
-    async def stats_app(self, payload: Payload) -> Payload:
-        fmt = _format(payload)
+    async def stats_app(self, request: ops.StatsQuery) -> ops.Stats:
         families = app_families(self._sources, await self._dispatcher.queue_size(), self._uptime())
-        return {"text": prometheus_text(families)} if fmt == "prometheus" else {"metrics": families_to_json(families)}
+        return _stats(request, families)
 
-    async def stats_db(self, payload: Payload) -> Payload:
-        fmt = _format(payload)
+    async def stats_db(self, request: ops.StatsQuery) -> ops.Stats:
         tables = await self._store.table_counts()
-        families = db_families(self._db, tables, await self._store.message_counts())
-        return {"text": prometheus_text(families)} if fmt == "prometheus" else {"metrics": families_to_json(families)}
+        return _stats(request, db_families(self._db, tables, await self._store.message_counts()))
 
-    async def support(self, _payload: Payload) -> Payload:
+    async def support(self, _request: Empty) -> ops.Support:
         """Versions, uptime, gateway status, backends and row counts — nothing secret (no hosts, users, keys)."""
-        status = self._gateway_status()
-        return {
-            "version": software_version(),
-            "client_version": self._settings.chat.client_version,
-            "python": platform.python_version(),
-            "uptime_s": round(self._uptime(), 3),
-            "gateway_status": status.value,
-            "registered": status is not GatewayStatus.UNREGISTERED,
-            "db_engine": self._settings.db.engine.value,
-            "bus": self._settings.bus.kind.value,
-            "counts": await self._store.table_counts(),
-        }
+        status = self._chat.gateway_status()
+        return ops.Support(
+            version=software_version(),
+            client_version=self._settings.chat.client_version,
+            python=platform.python_version(),
+            uptime_s=round(self._uptime(), 3),
+            gateway_status=status,
+            registered=status is not GatewayStatus.UNREGISTERED,
+            db_engine=self._settings.db.engine,
+            bus=self._settings.bus.kind,
+            counts=await self._store.table_counts(),
+        )
 
-    async def gc(self, _payload: Payload) -> Payload:
+    async def gc(self, _request: Empty) -> messages.GcResult:
         """One run at a time (shared with the periodic GC): a second caller waits, then collects what is left."""
         result = await self._message_gc.run(self._gc_budget_s)
-        return {"deleted": result.deleted, "complete": result.complete}
+        return messages.GcResult(deleted=result.deleted, complete=result.complete)
 
     def _uptime(self) -> float:
         return time.monotonic() - self._started
 
 
-def _format(payload: Payload) -> str:
-    fmt = payload.get("format", "json")
-    if fmt not in FORMATS:
-        raise ApiError(ErrorCode.INVALID_PARAMETER, "format must be json or prometheus")
-    return str(fmt)
+def _stats(request: ops.StatsQuery, families: list[Metric]) -> ops.Stats:
+    if request.format == "prometheus":
+        return ops.Stats(text=prometheus_text(families))
+    return ops.Stats(metrics=families_to_json(families))

@@ -1,8 +1,9 @@
 """RPC methods for the settings beyond ``/v1/settings/application``: media providers, profile (about, photo),
-business profile, backup/restore and the webhook CA.  Mounted with ``RpcApi.add_routes``.
+business profile, backup/restore and the webhook CA.  Mounted on the ``RpcRegistry`` by ``mount``.
 
 State lives in ``settings`` rows (``shared.profiles.ROW_*``), stored in the shapes clients posted.  Bodies were
-validated by webapp already; they are validated again here because the bus is a boundary too (1009 for all).
+validated by webapp already; the documents (providers, about, business profile) are validated again here
+against the same ``shared.profiles`` models, because the bus is a boundary too (1009 for all).
 Secrets (provider credentials, backup password) are never logged and never sent back out.
 """
 
@@ -11,16 +12,16 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from coreapp.api.handlers import Handler
+from coreapp.api.registry import RpcRegistry
 from coreapp.services.backup import BackupService
 from coreapp.storage.settings import SettingsStore, describe_validation_error
 from coreapp.webhooks.ca import WebhookCa
-from shared.bus.base import Payload
+from shared.bus.contract import settings
+from shared.bus.rpc import Empty
 from shared.errors import ApiError, ErrorCode
 from shared.profiles import (
     PHOTO_MAX_BYTES,
@@ -46,29 +47,27 @@ def _check(model: type[BaseModel], data: Any) -> BaseModel:
 
 
 class SettingsExtraApi:
-    def __init__(self, settings: SettingsStore, backup: BackupService, webhook_ca: WebhookCa) -> None:
-        self._settings = settings
+    def __init__(self, settings_store: SettingsStore, backup: BackupService, webhook_ca: WebhookCa) -> None:
+        self._settings = settings_store
         self._backup = backup
         self._ca = webhook_ca
 
-    def routes(self) -> Mapping[str, Handler]:
-        return {
-            "settings.get_media_providers": self.get_media_providers,
-            "settings.post_media_providers": self.post_media_providers,
-            "settings.delete_media_provider": self.delete_media_provider,
-            "settings.get_profile_about": self.get_about,
-            "settings.set_profile_about": self.set_about,
-            "settings.get_profile_photo": self.get_photo,
-            "settings.set_profile_photo": self.set_photo,
-            "settings.delete_profile_photo": self.delete_photo,
-            "settings.get_business_profile": self.get_business_profile,
-            "settings.set_business_profile": self.set_business_profile,
-            "settings.backup": self.backup,
-            "settings.restore": self.restore,
-            "certificates.get_webhooks_ca": self.get_webhooks_ca,
-            "certificates.set_webhooks_ca": self.set_webhooks_ca,
-            "certificates.delete_webhooks_ca": self.delete_webhooks_ca,
-        }
+    def mount(self, registry: RpcRegistry) -> None:
+        registry.add(settings.GET_MEDIA_PROVIDERS, self.get_media_providers)
+        registry.add(settings.POST_MEDIA_PROVIDERS, self.post_media_providers)
+        registry.add(settings.DELETE_MEDIA_PROVIDER, self.delete_media_provider)
+        registry.add(settings.GET_PROFILE_ABOUT, self.get_about)
+        registry.add(settings.SET_PROFILE_ABOUT, self.set_about)
+        registry.add(settings.GET_PROFILE_PHOTO, self.get_photo)
+        registry.add(settings.SET_PROFILE_PHOTO, self.set_photo)
+        registry.add(settings.DELETE_PROFILE_PHOTO, self.delete_photo)
+        registry.add(settings.GET_BUSINESS_PROFILE, self.get_business_profile)
+        registry.add(settings.SET_BUSINESS_PROFILE, self.set_business_profile)
+        registry.add(settings.BACKUP, self.backup)
+        registry.add(settings.RESTORE, self.restore)
+        registry.add(settings.GET_WEBHOOKS_CA, self.get_webhooks_ca)
+        registry.add(settings.SET_WEBHOOKS_CA, self.set_webhooks_ca)
+        registry.add(settings.DELETE_WEBHOOKS_CA, self.delete_webhooks_ca)
 
     # --- media providers ------------------------------------------------------------------------------------
 
@@ -76,96 +75,90 @@ class SettingsExtraApi:
         stored = await self._settings.get(ROW_MEDIA_PROVIDERS)
         return [p for p in stored if isinstance(p, dict)] if isinstance(stored, list) else []
 
-    async def get_media_providers(self, _payload: Payload) -> Payload:
-        return {"providers": [masked_provider(p) for p in await self._providers()]}
+    async def get_media_providers(self, _request: Empty) -> settings.Providers:
+        return settings.Providers(providers=[masked_provider(p) for p in await self._providers()])
 
-    async def post_media_providers(self, payload: Payload) -> Payload:
+    async def post_media_providers(self, request: settings.SetProviders) -> settings.Providers:
         """Upsert by name: a posted provider replaces the stored one of that name; others stay."""
-        posted = payload.get("providers")
-        if not isinstance(posted, list) or not posted:
-            raise ApiError(ErrorCode.INVALID_PARAMETER, "providers must be a non-empty array")
-        new = [_check(MediaProvider, p).model_dump(exclude_none=True) for p in posted]
+        new = [_check(MediaProvider, p).model_dump(exclude_none=True) for p in request.providers]
         by_name = {p.get("name"): p for p in await self._providers()}
         for provider in new:
             by_name[provider["name"]] = provider
         await self._settings.put(ROW_MEDIA_PROVIDERS, list(by_name.values()))
         log.info("media providers set: %s", ", ".join(p["name"] for p in new))
-        return {"providers": [masked_provider(p) for p in by_name.values()]}
+        return settings.Providers(providers=[masked_provider(p) for p in by_name.values()])
 
-    async def delete_media_provider(self, payload: Payload) -> Payload:
-        name = payload.get("name")
+    async def delete_media_provider(self, request: settings.ProviderName) -> Empty:
         providers = await self._providers()
-        kept = [p for p in providers if p.get("name") != name]
+        kept = [p for p in providers if p.get("name") != request.name]
         if len(kept) == len(providers):
             raise ApiError(ErrorCode.NOT_FOUND, "no media provider by that name")
         await self._settings.put(ROW_MEDIA_PROVIDERS, kept)
-        return {}
+        return Empty()
 
     # --- profile --------------------------------------------------------------------------------------------
 
-    async def get_about(self, _payload: Payload) -> Payload:
+    async def get_about(self, _request: Empty) -> settings.About:
         stored = await self._settings.get(ROW_ABOUT)
         text = stored.get("text") if isinstance(stored, dict) else None
-        return {"text": text if isinstance(text, str) else ""}
+        return settings.About(text=text if isinstance(text, str) else "")
 
-    async def set_about(self, payload: Payload) -> Payload:
-        about = _check(About, {"text": payload.get("text")})
+    async def set_about(self, request: settings.About) -> Empty:
+        about = _check(About, {"text": request.text})
         await self._settings.put(ROW_ABOUT, about.model_dump())
-        return {}
+        return Empty()
 
-    async def get_photo(self, _payload: Payload) -> Payload:
+    async def get_photo(self, _request: Empty) -> settings.Photo:
         stored = await self._settings.get(ROW_PHOTO)
         if not isinstance(stored, dict) or not stored.get("data"):
             raise ApiError(ErrorCode.NOT_FOUND, "no profile photo is set")
-        return {"content_type": stored["content_type"], "data": stored["data"]}
+        return settings.Photo(content_type=stored["content_type"], data=stored["data"])
 
-    async def set_photo(self, payload: Payload) -> Payload:
-        content_type, data = payload.get("content_type"), payload.get("data")
-        if content_type not in PHOTO_TYPES or not isinstance(data, str):
-            raise ApiError(ErrorCode.INVALID_PARAMETER, f"photo must be one of {', '.join(PHOTO_TYPES)}")
+    async def set_photo(self, request: settings.Photo) -> Empty:
+        content_type = request.content_type
         try:
-            raw = base64.b64decode(data, validate=True)
+            raw = base64.b64decode(request.data, validate=True)
         except (binascii.Error, ValueError):
             raise ApiError(ErrorCode.INVALID_PARAMETER, "photo data is not base64") from None
         if not raw.startswith(PHOTO_TYPES[content_type]) or len(raw) > PHOTO_MAX_BYTES:
             raise ApiError(ErrorCode.INVALID_PARAMETER, f"not a {content_type} image of at most 5 MB")
-        await self._settings.put(ROW_PHOTO, {"content_type": content_type, "data": data})
+        await self._settings.put(ROW_PHOTO, {"content_type": content_type, "data": request.data})
         log.info("profile photo set (%s, %d bytes)", content_type, len(raw))
-        return {}
+        return Empty()
 
-    async def delete_photo(self, _payload: Payload) -> Payload:
+    async def delete_photo(self, _request: Empty) -> Empty:
         await self._settings.put(ROW_PHOTO, None)
-        return {}
+        return Empty()
 
-    async def get_business_profile(self, _payload: Payload) -> Payload:
+    async def get_business_profile(self, _request: Empty) -> settings.BusinessProfile:
         stored = await self._settings.get(ROW_BUSINESS_PROFILE)
-        return {"profile": stored if isinstance(stored, dict) else {}}
+        return settings.BusinessProfile(profile=stored if isinstance(stored, dict) else {})
 
-    async def set_business_profile(self, payload: Payload) -> Payload:
+    async def set_business_profile(self, request: settings.BusinessProfile) -> settings.BusinessProfile:
         """The fields posted replace the stored ones; fields left out stay (``""``/``[]`` clear one)."""
-        posted = _check(BusinessProfile, payload.get("profile")).model_dump(exclude_unset=True)
-        current = (await self.get_business_profile({}))["profile"]
+        posted = _check(BusinessProfile, request.profile).model_dump(exclude_unset=True)
+        current = (await self.get_business_profile(Empty())).profile
         merged = {**current, **posted}
         await self._settings.put(ROW_BUSINESS_PROFILE, merged)
-        return {"profile": merged}
+        return settings.BusinessProfile(profile=merged)
 
     # --- backup / restore -----------------------------------------------------------------------------------
 
-    async def backup(self, payload: Payload) -> Payload:
-        return {"data": await self._backup.backup(payload.get("password"))}
+    async def backup(self, request: settings.BackupRequest) -> settings.Backup:
+        return settings.Backup(data=await self._backup.backup(request.password))
 
-    async def restore(self, payload: Payload) -> Payload:
-        await self._backup.restore(payload.get("password"), payload.get("data"))
-        return {}
+    async def restore(self, request: settings.Restore) -> Empty:
+        await self._backup.restore(request.password, request.data)
+        return Empty()
 
     # --- webhook CA -----------------------------------------------------------------------------------------
 
-    async def get_webhooks_ca(self, _payload: Payload) -> Payload:
-        return {"pem": await self._ca.get_pem()}
+    async def get_webhooks_ca(self, _request: Empty) -> settings.CaPem:
+        return settings.CaPem(pem=await self._ca.get_pem())
 
-    async def set_webhooks_ca(self, payload: Payload) -> Payload:
-        await self._ca.set(payload.get("pem"))
-        return {}
+    async def set_webhooks_ca(self, request: settings.SetCa) -> Empty:
+        await self._ca.set(request.pem)
+        return Empty()
 
-    async def delete_webhooks_ca(self, _payload: Payload) -> Payload:
-        return {"deleted": await self._ca.clear()}
+    async def delete_webhooks_ca(self, _request: Empty) -> settings.Deleted:
+        return settings.Deleted(deleted=await self._ca.clear())

@@ -1,25 +1,18 @@
-"""RPC methods of the webhook delivery log (``GET /v1/webhooks/log``).  Mounted with ``RpcApi.add_routes``."""
+"""RPC method of the webhook delivery log (``GET /v1/webhooks/log``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from coreapp.api.handlers import Handler
+from coreapp.api.registry import RpcRegistry
 from coreapp.storage.webhooks import WebhookStore
-from shared.bus.base import Payload
-from shared.errors import ApiError, ErrorCode
-
-LOG_LIMIT_DEFAULT = 100
-LOG_LIMIT_MAX = 1000
+from shared.bus.contract import ops
 
 
-def webhooks_routes(store: WebhookStore) -> Mapping[str, Handler]:
-    """What ``CoreApp`` mounts with ``RpcApi.add_routes``."""
+class WebhooksApi:
+    def __init__(self, store: WebhookStore) -> None:
+        self._store = store
 
-    async def get_log(payload: Payload) -> Payload:
-        limit = payload.get("limit", LOG_LIMIT_DEFAULT)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LOG_LIMIT_MAX:
-            raise ApiError(ErrorCode.INVALID_PARAMETER, f"limit must be an integer from 1 to {LOG_LIMIT_MAX}")
-        return {"log": [entry.to_json() for entry in await store.read_log(limit)]}
+    def mount(self, registry: RpcRegistry) -> None:
+        registry.add(ops.WEBHOOK_LOG, self.get_log)
 
-    return {"webhooks.get_log": get_log}
+    async def get_log(self, request: ops.LogQuery) -> ops.WebhookLog:
+        return ops.WebhookLog(log=await self._store.read_log(request.limit))

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from typing import Protocol
 
 from coreapp.chat.link import ChatLink, ConnState
 from shared.errors import ApiError, ErrorCode
 
 log = logging.getLogger("openprem.coreapp.api")
 
-LinkGetter = Callable[[], ChatLink | None]
-"""The current chat connection (None before registration); a getter because it is rebuilt on re-registration."""
+
+class LinkSource(Protocol):
+    """Where the current chat connection is found (``coreapp.scope.CurrentChat``): ``None`` before registration,
+    and a new one after a re-registration or a restore."""
+
+    @property
+    def link(self) -> ChatLink | None: ...
 
 
-def ready_link(get: LinkGetter, what: str) -> ChatLink:
+def ready_link(source: LinkSource, what: str) -> ChatLink:
     """The live connection, or ``ApiError(NOT_READY)`` saying why (not registered / not connected)."""
-    link = get()
+    link = source.link
     if link is None:
         log.warning("%s refused: service not ready (not registered)", what)
         raise ApiError(ErrorCode.NOT_READY, "not registered: register the number first")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from coreapp.webhooks import payloads
+from shared.bus.contract.health import CriticalError
 from shared.errors import ApiError, ErrorCode
 from shared.tasks import TaskSupervisor
 
@@ -132,11 +133,12 @@ class DiskGuard:
     def critical(self) -> list[DirState]:
         return [s for s in self._states.values() if s.critical]
 
-    def errors(self) -> list[dict[str, Any]]:
+    def errors(self) -> list[CriticalError]:
         """The ``errors`` entries for ``health.get`` (empty when every directory has room)."""
         threshold = self.min_free_bytes
         return [
-            {"code": ERROR_CODE.code, "title": ERROR_CODE.title, "details": s.details(threshold)} for s in self.critical
+            CriticalError(code=ERROR_CODE.code, title=ERROR_CODE.title, details=s.details(threshold))
+            for s in self.critical
         ]
 
     def ensure_room(self) -> None:

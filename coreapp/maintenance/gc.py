@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from coreapp.storage.maintenance import GcCutoffs, MaintenanceStore
 from coreapp.storage.settings import SettingsStore
 from shared.config import MaintenanceSettings
-from shared.db.engine import Database
 from shared.tasks import TaskSupervisor
 
 log = logging.getLogger("openprem.coreapp.gc")
@@ -63,9 +62,9 @@ class GcResult:
 class MessageGc:
     """Runs GC batches (one transaction each) until the garbage is gone or the time budget is spent."""
 
-    def __init__(self, db: Database, policy: GcPolicy) -> None:
+    def __init__(self, store: MaintenanceStore, policy: GcPolicy) -> None:
         self.policy = policy
-        self._store = MaintenanceStore(db)
+        self._store = store
         self._lock = asyncio.Lock()
         self.runs = 0
         self.deleted = 0

@@ -37,11 +37,13 @@ class MessageAcceptor:
         self._on_committed = on_committed
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self._task = self._supervisor.spawn_forever("messages.accept", self._run)
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=5.0)
@@ -52,6 +54,8 @@ class MessageAcceptor:
 
     async def accept(self, message: NewMessage) -> MessageId:
         """Queue ``message`` for the next group commit and return its id once committed."""
+        if self._stopped:  # nothing would drain the queue: refuse now rather than at the caller's timeout
+            raise ApiError(ErrorCode.NOT_READY, "shutting down")
         future: asyncio.Future[MessageId] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((message, future))

@@ -1,8 +1,9 @@
 """What ``messages.send`` encrypts: the On-Prem message object without ``to`` (contracts §4), after the checks
 only coreapp can make (templates against the synced cache, media through the media service).
 
-webapp has validated the shape already; here a body is only re-checked as far as needed not to crash on a
-caller that skipped webapp.  The content carries ``type`` and the type's object (plus ``preview_url`` for
+webapp has validated the shape already (the bus contract's ``SendMessage`` carries the type's object as the
+JSON webapp's models checked); here a body is only re-checked as far as needed not to crash on a caller that
+skipped webapp.  The content carries ``type`` and the type's object (plus ``preview_url`` for
 text), nothing of the envelope (``recipient_type``, ``ttl``).  Templates go out exactly as requested: the phone
 renders them from its own copy, as a real phone does; the hydrated body is only used for the length check.
 """
@@ -15,13 +16,12 @@ from typing import Any, Protocol
 
 from coreapp.services import template_check
 from coreapp.storage.templates import TemplateStore
+from shared.bus.contract.messages import SendMessage
 from shared.errors import ApiError, ErrorCode
 from shared.ids import WaId
+from shared.message_types import OUTBOUND, MessageType
 
 log = logging.getLogger("openprem.coreapp.outbound")
-
-MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
-MESSAGE_TYPES = frozenset({"text", "location", "contacts", "interactive", "template", "hsm", "reaction"} | MEDIA_TYPES)
 
 
 class MediaPreparer(Protocol):
@@ -36,7 +36,7 @@ class MessageComposer:
     def __init__(
         self,
         templates: TemplateStore,
-        media: Callable[[], MediaPreparer | None],
+        media: MediaPreparer,
         *,
         identity_check: Callable[[WaId], Awaitable[None]] | None = None,
     ) -> None:
@@ -45,46 +45,41 @@ class MessageComposer:
         self._identity_check = identity_check
         """``IdentityAcks.check_send``: 1028 while the recipient's identity change is unacknowledged."""
 
-    async def compose(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """``(type, content)`` for a validated send body; ``ApiError`` for what cannot be sent."""
-        kind = payload.get("type", "text")
-        if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
-            raise ApiError(ErrorCode.INVALID_PARAMETER, f"type: message type {kind!r} is not supported")
-        to = payload.get("to")
-        if self._identity_check is not None and isinstance(to, str):
-            await self._identity_check(WaId(to))  # before any media upload: a refused send costs nothing
-        body = payload.get(kind)
-        if kind == "contacts":
+    async def compose(self, request: SendMessage) -> dict[str, Any]:
+        """The content to encrypt for a validated send; ``ApiError`` for what cannot be sent."""
+        kind = request.type
+        if kind not in OUTBOUND:
+            raise ApiError(ErrorCode.INVALID_PARAMETER, f"type: message type {kind.value!r} is not supported")
+        if self._identity_check is not None:
+            await self._identity_check(WaId(request.to))  # before any media upload: a refused send costs nothing
+        body = request.body()
+        if kind is MessageType.CONTACTS:
             if not isinstance(body, list) or not body:
                 raise ApiError(ErrorCode.MISSING_PARAMETER, "contacts: at least one contact is required")
-            return kind, {"type": kind, kind: body}
+            return {"type": kind.value, kind.value: body}
         if not isinstance(body, dict):
-            raise ApiError(ErrorCode.MISSING_PARAMETER, f"{kind}: required parameter is missing")
+            raise ApiError(ErrorCode.MISSING_PARAMETER, f"{kind.value}: required parameter is missing")
         obj: dict[str, Any] = body
-        if kind == "text":
+        if kind is MessageType.TEXT:
             if not isinstance(obj.get("body"), str):
                 raise ApiError(ErrorCode.MISSING_PARAMETER, "text.body is required")
-            return kind, {"type": kind, kind: {"body": obj["body"]}, "preview_url": bool(payload.get("preview_url"))}
-        if kind in MEDIA_TYPES:
-            obj = await self._prepare_media(kind, obj)
-        elif kind == "interactive":
+            return {"type": kind.value, kind.value: {"body": obj["body"]}, "preview_url": request.preview_url is True}
+        if kind.is_media:
+            obj = await self._prepare_media(kind.value, obj)
+        elif kind is MessageType.INTERACTIVE:
             obj = await self._interactive(obj)
-        elif kind == "template":
+        elif kind is MessageType.TEMPLATE:
             obj = await self._template(obj)
-        elif kind == "hsm":
+        elif kind is MessageType.HSM:
             await self._check(_request(template_check.TemplateRequest.from_hsm, obj, "hsm"))
-        content = {"type": kind, kind: obj}
-        return kind, content
+        return {"type": kind.value, kind.value: obj}
 
     async def _prepare_media(self, kind: str, media: dict[str, Any]) -> dict[str, Any]:
-        service = self._media()
-        if service is None:
-            raise ApiError(ErrorCode.INVALID_PARAMETER, f"{kind}: media sending not available")
-        return await service.prepare_outbound(kind, media)
+        return await self._media.prepare_outbound(kind, media)
 
     async def _interactive(self, interactive: dict[str, Any]) -> dict[str, Any]:
         header = interactive.get("header")
-        if isinstance(header, dict) and header.get("type") in MEDIA_TYPES:
+        if isinstance(header, dict) and _is_media(header.get("type")):
             kind = str(header["type"])
             prepared = await self._prepare_media(kind, header.get(kind) or {})
             return {**interactive, "header": {**header, kind: prepared}}
@@ -104,7 +99,7 @@ class MessageComposer:
         parameters = []
         for parameter in component.get("parameters", []):
             kind = parameter.get("type")
-            if kind in MEDIA_TYPES:
+            if _is_media(kind):
                 parameter = {**parameter, kind: await self._prepare_media(kind, parameter.get(kind) or {})}
             parameters.append(parameter)
         return {**component, "parameters": parameters}
@@ -126,4 +121,9 @@ def _request(
 def _media_parameters(component: Any) -> bool:
     if not isinstance(component, dict):
         return False
-    return any(isinstance(p, dict) and p.get("type") in MEDIA_TYPES for p in component.get("parameters", []))
+    return any(isinstance(p, dict) and _is_media(p.get("type")) for p in component.get("parameters", []))
+
+
+def _is_media(kind: object) -> bool:
+    """Whether a ``type`` inside a message object (an interactive header, a template parameter) names media."""
+    return MessageType.parse(kind).is_media

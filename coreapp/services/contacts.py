@@ -11,19 +11,18 @@ cache.  ``wait`` asks the network before answering; ``no_wait`` answers from the
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import phonenumbers
 
 from coreapp.chat.errors import ChatRemoteError, ChatUnavailable
 from coreapp.chat.link import ChatLink
-from coreapp.chat.ready import LinkGetter, ready_link
+from coreapp.chat.ready import LinkSource, ready_link
 from coreapp.chat.session import expect
 from coreapp.storage.contacts import ContactStore
+from shared.bus.contract.contacts import ContactAnswer
 from shared.errors import ApiError, ErrorCode
 from shared.tasks import TaskSupervisor
 from shared.wire.frames import CheckContacts, ContactsResult
@@ -35,12 +34,6 @@ NETWORK_TIMEOUT_S = 20.0
 """Below the bus RPC timeout (30 s by default), so a slow network is a clear 1011, not an RPC timeout."""
 MAX_BACKGROUND_NUMBERS = 10_000
 """Numbers being resolved in the background at once; beyond that they stay ``processing`` until a later call."""
-
-
-class ContactStatus(enum.StrEnum):
-    VALID = "valid"
-    INVALID = "invalid"
-    PROCESSING = "processing"
 
 
 def utcnow() -> datetime:
@@ -66,7 +59,7 @@ def normalise(raw: str) -> str | None:
 
 class ContactsService:
     def __init__(
-        self, store: ContactStore, link: LinkGetter, supervisor: TaskSupervisor, ttl: timedelta = CACHE_TTL
+        self, store: ContactStore, link: LinkSource, supervisor: TaskSupervisor, ttl: timedelta = CACHE_TTL
     ) -> None:
         self._store = store
         self._link = link
@@ -74,7 +67,7 @@ class ContactsService:
         self._ttl = ttl
         self._pending: set[str] = set()  # numbers a background check is resolving right now
 
-    async def check(self, inputs: Sequence[str], *, wait: bool, force_check: bool) -> list[dict[str, Any]]:
+    async def check(self, inputs: Sequence[str], *, wait: bool, force_check: bool) -> list[ContactAnswer]:
         """One answer per input, in order: ``{"input", "status", "wa_id"?}``; 1011 when not connected."""
         link = ready_link(self._link, "contacts.check")
         numbers = {raw: normalise(raw) for raw in inputs}
@@ -127,12 +120,12 @@ class ContactsService:
             self._pending.difference_update(numbers)
 
 
-def _answer(raw: str, number: str | None, known: dict[str, str | None]) -> dict[str, Any]:
+def _answer(raw: str, number: str | None, known: dict[str, str | None]) -> ContactAnswer:
     if number is None:
-        return {"input": raw, "status": ContactStatus.INVALID.value}
+        return ContactAnswer(input=raw, status="invalid")
     if number not in known:
-        return {"input": raw, "status": ContactStatus.PROCESSING.value}
+        return ContactAnswer(input=raw, status="processing")
     wa_id = known[number]
     if wa_id is None:
-        return {"input": raw, "status": ContactStatus.INVALID.value}
-    return {"input": raw, "status": ContactStatus.VALID.value, "wa_id": wa_id}
+        return ContactAnswer(input=raw, status="invalid")
+    return ContactAnswer(input=raw, status="valid", wa_id=wa_id)

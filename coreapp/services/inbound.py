@@ -30,6 +30,7 @@ from coreapp.storage.webhooks import WebhookKind, WebhookStore
 from coreapp.webhooks import payloads
 from shared.db.engine import Database
 from shared.ids import MessageId, WaId
+from shared.message_types import MessageType
 from shared.wire import e2e
 from shared.wire.e2e import Identity
 from shared.wire.frames import Deliver, EnvelopeKind, IdentityChanged
@@ -106,12 +107,14 @@ class InboundService:
         self, deliver: Deliver, state: str, content: dict[str, Any] | None, identity: Identity | None
     ) -> None:
         sender = WaId(deliver.sender)
-        message_type = str(content.get("type", "unknown")) if content is not None else "unknown"
+        # The webhook shows the type exactly as the phone sent it, even one this version does not know (the row
+        # records that as ``unknown``).
+        raw_type = str(content.get("type", MessageType.UNKNOWN.value)) if content is not None else None
         row = NewMessage(
             id=MessageId(deliver.message_id),
             direction=MessageDirection.IN,
             peer=sender,
-            type=message_type,
+            type=MessageType.UNKNOWN if raw_type is None else MessageType.parse(raw_type),
             content=orjson.dumps(content).decode() if content is not None else None,
             status=MessageStatus.RECEIVED,
             timestamp=deliver.timestamp,
@@ -124,7 +127,7 @@ class InboundService:
             if identity_json is not None:
                 await self._key_store.save_identity_txn(conn, identity_json)
             if content is not None:
-                message = {**content, "id": deliver.message_id, "timestamp": deliver.timestamp, "type": message_type}
+                message = {**content, "id": deliver.message_id, "timestamp": deliver.timestamp, "type": raw_type}
                 body = payloads.inbound_message(message, sender, deliver.sender_name)
                 await self._webhooks.enqueue_txn(conn, WebhookKind.INBOUND_MESSAGE, body)
 
@@ -145,7 +148,7 @@ class InboundService:
             id=MessageId(deliver.message_id),
             direction=MessageDirection.IN,
             peer=WaId(deliver.sender),
-            type="unknown",
+            type=MessageType.UNKNOWN,
             content=None,
             status=MessageStatus.UNDECRYPTABLE,
             timestamp=deliver.timestamp,

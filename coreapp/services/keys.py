@@ -19,6 +19,7 @@ from typing import Any
 from coreapp.chat.link import ChatLink
 from coreapp.storage.keys import KeyStore
 from coreapp.storage.settings import SettingsStore
+from shared.bus.contract.contacts import IdentityEntry, IdentityReply
 from shared.errors import ApiError, ErrorCode
 from shared.ids import WaId
 from shared.wire.e2e import Identity
@@ -175,14 +176,14 @@ class IdentityAcks:
                     self._loaded = await self._store.peers_with_identity_records()
         return peer in self._loaded
 
-    async def get(self, peer: WaId) -> dict[str, Any]:
+    async def get(self, peer: WaId) -> IdentityReply:
         """``{"identity": [{"hash", "created_timestamp", "acknowledged"}]}``; 1006 when no change was recorded."""
         doc = await self._store.load_peer_identity(peer)
         if doc is None:
             raise ApiError(ErrorCode.NOT_FOUND, f"no identity change recorded for {peer}")
-        return {"identity": [_shown(doc)]}
+        return IdentityReply(identity=[_shown(doc)])
 
-    async def acknowledge(self, peer: WaId, key_hash: str) -> dict[str, Any]:
+    async def acknowledge(self, peer: WaId, key_hash: str) -> IdentityReply:
         """Acknowledge the current identity; 1009 for another hash, 1006 when none is recorded."""
         doc = await self._store.acknowledge_peer_identity(peer, key_hash)
         if doc is None:
@@ -190,7 +191,7 @@ class IdentityAcks:
         if doc.get("hash") != key_hash:
             raise ApiError(ErrorCode.INVALID_PARAMETER, "hash is not the contact's current identity hash")
         log.info("identity change of %s acknowledged", peer)
-        return {"identity": [_shown(doc)]}
+        return IdentityReply(identity=[_shown(doc)])
 
     async def check_send(self, peer: WaId) -> None:
         """1028 when ``peer``'s identity change is unacknowledged and ``show_security_notifications`` is on."""
@@ -207,9 +208,9 @@ class IdentityAcks:
         )
 
 
-def _shown(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "hash": str(doc.get("hash", "")),
-        "created_timestamp": int(doc.get("created_timestamp", 0)),
-        "acknowledged": bool(doc.get("acknowledged", True)),
-    }
+def _shown(doc: dict[str, Any]) -> IdentityEntry:
+    return IdentityEntry(
+        hash=str(doc.get("hash", "")),
+        created_timestamp=int(doc.get("created_timestamp", 0)),
+        acknowledged=bool(doc.get("acknowledged", True)),
+    )

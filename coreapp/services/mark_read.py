@@ -8,12 +8,12 @@ idempotent).  The record is the inbound row's status moving from ``received`` to
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.chat.errors import ChatRemoteError, ChatUnavailable
-from coreapp.chat.link import ChatLink, ConnState
+from coreapp.chat.link import ConnState
+from coreapp.chat.ready import LinkSource
 from coreapp.chat.session import expect
 from coreapp.models import MessageDirection, MessageState, MessageStatus
 from coreapp.storage.messages import MessageStore
@@ -26,13 +26,13 @@ log = logging.getLogger("openprem.coreapp.inbound")
 
 
 class ReadMarker:
-    def __init__(self, db: Database, messages: MessageStore, link: Callable[[], ChatLink | None]) -> None:
+    def __init__(self, db: Database, messages: MessageStore, link: LinkSource) -> None:
         self._db = db
         self._messages = messages
         self._link = link
 
     async def mark_read(self, message_id: MessageId) -> None:
-        link = self._link()
+        link = self._link.link
         if link is None or link.state is not ConnState.READY:
             log.warning("messages.mark_read refused: service not ready")
             raise ApiError(ErrorCode.NOT_READY)

@@ -66,6 +66,13 @@ class MediaLink(Protocol):
     def server_now(self) -> float: ...
 
 
+class MediaLinkSource(Protocol):
+    """Where the current chat connection is found (``coreapp.scope.CurrentChat``; ``None`` while there is none)."""
+
+    @property
+    def link(self) -> MediaLink | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Upload:
     content: dict[str, Any]  # url, direct_path, keys, mime_type
@@ -96,7 +103,9 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 class MediaService:
-    def __init__(self, chat: ChatSettings, media_dir: Path, settings: SettingsStore, max_bytes: int) -> None:
+    def __init__(
+        self, chat: ChatSettings, media_dir: Path, settings: SettingsStore, max_bytes: int, links: MediaLinkSource
+    ) -> None:
         self._chat = chat
         self._files = MediaFiles(media_dir)
         self._settings = settings
@@ -104,7 +113,7 @@ class MediaService:
         self._token = ""
         self._token_expires_at = 0.0
         self._announced_port = 0
-        self._link: MediaLink | None = None
+        self._links = links
         self._renewing = asyncio.Lock()
         self._uploads: OrderedDict[tuple[str, str], _Upload] = OrderedDict()
         self._logged_in = asyncio.Event()
@@ -116,10 +125,6 @@ class MediaService:
             await self._session.close()
             self._session = None
 
-    def bind(self, link: MediaLink) -> None:
-        """The chat connection, for renewing the upload token and reading the network's clock."""
-        self._link = link
-
     async def on_login(self, login: LoginOk) -> None:
         """Sync step of the chat connection: the media token and port this session got (never logged)."""
         self._token, self._announced_port = login.media_token, login.media_port
@@ -127,7 +132,8 @@ class MediaService:
         self._logged_in.set()
 
     def _network_now(self) -> float | None:
-        return self._link.server_now() if self._link is not None else None
+        link = self._links.link
+        return link.server_now() if link is not None else None
 
     async def _current_token(self, refused: str | None = None) -> str:
         """The upload token, renewed first when it was refused (``refused`` is that token) or has expired."""
@@ -136,9 +142,10 @@ class MediaService:
             stale = refused is not None and refused == self._token
             ends = self._token_expires_at - TOKEN_MARGIN_S
             expired = bool(self._token_expires_at) and now is not None and now >= ends
-            if (stale or expired or not self._token) and self._link is not None:
+            link = self._links.link
+            if (stale or expired or not self._token) and link is not None:
                 try:
-                    reply = await self._link.request(GetMediaConn())
+                    reply = await link.request(GetMediaConn())
                 except (ChatUnavailable, ChatRemoteError) as exc:  # the send answers 1011; the client retries
                     raise ApiError(ErrorCode.NOT_READY, "could not renew the media host token") from exc
                 if not isinstance(reply, MediaConn) or not reply.token:

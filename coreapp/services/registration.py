@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +20,7 @@ from coreapp.models import AccountStatus
 from coreapp.services.keys import KeyService
 from coreapp.storage.account import AccountStore
 from coreapp.storage.keys import KeyStore
+from shared.bus.contract.account import Registration
 from shared.config import ChatSettings
 from shared.db.engine import Database
 from shared.errors import ApiError, ErrorCode
@@ -52,17 +53,18 @@ class RegistrationService:
         self._supervisor = supervisor
         self._on_registered = on_registered
 
-    async def register(self, cc: str, phone_number: str, method: str, cert: str, pin: str | None) -> dict[str, Any]:
+    async def register(self, cc: str, phone_number: str, method: str, cert: str, pin: str | None) -> Registration:
         account = await self._accounts.get()
         if account is not None and account.registered and (account.cc, account.phone_number) == (cc, phone_number):
-            return {"status": "registered"}
+            return Registration(status="registered")
         frame = RegisterRequest(cc=cc, phone_number=phone_number, method=method, cert=cert, pin=pin)
         reply = expect(await self._preauth(frame), RegisterResponse)
         await self._accounts.save_pending(cc, phone_number, cert, reply.vname)
         log.info("registration code requested for +%s %s by %s", cc, phone_number, method)
-        return {"status": reply.status, "vname": reply.vname}
+        status: Literal["registered", "code_sent"] = "registered" if reply.status == "registered" else "code_sent"
+        return Registration(status=status, vname=reply.vname)
 
-    async def verify(self, code: str) -> dict[str, Any]:
+    async def verify(self, code: str) -> None:
         account = await self._accounts.get()
         if account is None or account.status is not AccountStatus.PENDING:
             raise ApiError(ErrorCode.NOT_FOUND, "no registration is waiting for a code")
@@ -90,7 +92,6 @@ class RegistrationService:
             self._keys.install(identity)
         log.info("registered as %s", wa_id)
         await self._on_registered(wa_id)
-        return {}
 
     async def _preauth(self, frame: Frame) -> Frame:
         """One request on a fresh pre-auth session; network errors become the frame's On-Prem code."""

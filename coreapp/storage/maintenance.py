@@ -23,7 +23,7 @@ COUNTED_TABLES = {"messages": messages, "message_receipt_log": message_receipt_l
 
 @dataclass(frozen=True, slots=True)
 class GcCutoffs:
-    """Rows last changed before these instants are garbage (see ``coreapp.api.ops.GcPolicy`` for the why)."""
+    """Rows last changed before these instants are garbage (see ``coreapp.maintenance.gc.GcPolicy`` for the why)."""
 
     outbound_final: datetime  # read / failed
     outbound_delivered: datetime  # delivered but never read (the recipient may have read receipts off)

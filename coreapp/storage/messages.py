@@ -43,7 +43,7 @@ class MessageStore:
                     "id": r.id,
                     "direction": r.direction.value,
                     "peer": r.peer,
-                    "type": r.type,
+                    "type": r.type.value,
                     "content": r.content,
                     "status": r.status.value,
                     "timestamp": r.timestamp,

@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.storage.tables_webhooks import webhook_log, webhook_outbox
+from shared.bus.contract.ops import WebhookLogEntry
 from shared.db.engine import Database
 from shared.ids import EventId, new_event_id
 
@@ -62,41 +63,13 @@ class OutboxRow:
 
     seq: int
     event_id: EventId
-    kind: str
+    kind: WebhookKind
     body: str
     attempts: int
     next_attempt_at: datetime
     created_at: datetime
     last_error: str | None
     partition: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One delivery attempt (``webhook_log``); ``status`` is the HTTP status when there was an answer."""
-
-    event_id: str
-    seq: int
-    kind: str
-    host: str
-    attempt: int
-    status: int | None
-    error: str | None
-    latency_ms: float
-    at: datetime
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "seq": self.seq,
-            "kind": self.kind,
-            "host": self.host,
-            "attempt": self.attempt,
-            "status": self.status,
-            "error": self.error,
-            "latency_ms": round(self.latency_ms, 1),
-            "at": self.at.isoformat(),
-        }
 
 
 class WebhookStore:
@@ -111,7 +84,7 @@ class WebhookStore:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     async def enqueue_txn(
-        self, conn: AsyncConnection, kind: str, body: dict[str, Any], partition: str | None = None
+        self, conn: AsyncConnection, kind: WebhookKind, body: dict[str, Any], partition: str | None = None
     ) -> EventId:
         """Queue ``body`` inside the caller's open transaction and return its event id.
 
@@ -122,21 +95,22 @@ class WebhookStore:
         return (await self._enqueue_txn(conn, kind, [body], partition))[0]
 
     async def enqueue_many_txn(
-        self, conn: AsyncConnection, kind: str, bodies: Sequence[dict[str, Any]]
+        self, conn: AsyncConnection, kind: WebhookKind, bodies: Sequence[dict[str, Any]]
     ) -> list[EventId]:
         """``enqueue_txn`` for many bodies in one multi-row ``INSERT``; their ``seq`` follows the order given."""
         return await self._enqueue_txn(conn, kind, bodies, None)
 
     async def _enqueue_txn(
-        self, conn: AsyncConnection, kind: str, bodies: Sequence[dict[str, Any]], partition: str | None
+        self, conn: AsyncConnection, kind: WebhookKind, bodies: Sequence[dict[str, Any]], partition: str | None
     ) -> list[EventId]:
-        kind = WebhookKind(kind).value  # refuse unknown kinds before they reach the DB
+        if not isinstance(kind, WebhookKind):  # an untyped caller's string never reaches the DB
+            raise ValueError(f"not a WebhookKind: {kind!r}")
         now = self._now()
         event_ids = [new_event_id() for _ in bodies]
         rows = [
             {
                 "event_id": event_id,
-                "kind": kind,
+                "kind": kind.value,
                 "body": orjson.dumps(body).decode(),
                 "attempts": 0,
                 "next_attempt_at": now,
@@ -168,7 +142,7 @@ class WebhookStore:
                 OutboxRow(
                     seq=int(row.seq),
                     event_id=EventId(row.event_id),
-                    kind=row.kind,
+                    kind=WebhookKind(row.kind),
                     body=row.body,
                     attempts=int(row.attempts),
                     next_attempt_at=row.next_attempt_at,
@@ -224,7 +198,7 @@ class WebhookStore:
 
     # --- the delivery log -----------------------------------------------------------------------------------
 
-    async def add_log(self, entries: Sequence[LogEntry]) -> None:
+    async def add_log(self, entries: Sequence[WebhookLogEntry]) -> None:
         """Append attempts to ``webhook_log`` (one transaction)."""
         if not entries:
             return
@@ -248,13 +222,13 @@ class WebhookStore:
 
         await self._db.run("webhooks.add_log", fn)
 
-    async def read_log(self, limit: int) -> list[LogEntry]:
+    async def read_log(self, limit: int) -> list[WebhookLogEntry]:
         """The newest ``limit`` attempts, newest first."""
 
-        async def fn(conn: AsyncConnection) -> list[LogEntry]:
+        async def fn(conn: AsyncConnection) -> list[WebhookLogEntry]:
             result = await conn.execute(select(webhook_log).order_by(webhook_log.c.id.desc()).limit(limit))
             return [
-                LogEntry(
+                WebhookLogEntry(
                     event_id=r.event_id,
                     seq=int(r.seq),
                     kind=r.kind,
@@ -262,7 +236,7 @@ class WebhookStore:
                     attempt=int(r.attempt),
                     status=None if r.status is None else int(r.status),
                     error=r.error,
-                    latency_ms=float(r.latency_ms),
+                    latency_ms=round(float(r.latency_ms), 1),
                     at=r.at,
                 )
                 for r in result

@@ -49,8 +49,9 @@ import aiohttp
 from yarl import URL
 
 from coreapp.storage.settings import SettingsStore
-from coreapp.storage.webhooks import LogEntry, OutboxRow, WebhookStore
+from coreapp.storage.webhooks import OutboxRow, WebhookStore
 from shared.appsettings import ApplicationSettings
+from shared.bus.contract.ops import WebhookLogEntry
 from shared.db.engine import Database
 from shared.tasks import TaskSupervisor, first_completed
 
@@ -173,7 +174,7 @@ class WebhookDispatcher:
         self._startable: dict[str, list[OutboxRow]] = {}
         self._dirty = True
         self.head_reads = 0
-        self._log_buffer: list[LogEntry] = []
+        self._log_buffer: list[WebhookLogEntry] = []
         self._last_trim: float | None = None
         self._session: aiohttp.ClientSession | None = None
         self._failed_url: str | None = None  # URL of the last failed attempt: a new URL is tried at once
@@ -299,8 +300,9 @@ class WebhookDispatcher:
         return self._idle_poll_s
 
     def _start(self, partition: str, queue: list[OutboxRow], url: str, settings: ApplicationSettings) -> None:
+        # Supervised: a crash is logged with the partition; ``_drain`` itself frees the partition either way.
         drain = self._drain(partition, queue, url, settings)
-        self._in_flight[partition] = asyncio.get_running_loop().create_task(drain)
+        self._in_flight[partition] = self._supervisor.spawn(f"webhooks.drain:{partition}", drain)
 
     async def _drain(self, partition: str, queue: list[OutboxRow], url: str, settings: ApplicationSettings) -> None:
         """Deliver ``queue`` (rows of one partition, in order) one at a time, stopping at the first failure or as
@@ -373,7 +375,7 @@ class WebhookDispatcher:
         except (aiohttp.ClientError, OSError) as exc:
             result, error = type(exc).__name__, f"{type(exc).__name__}: {exc}"
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        self.stats.record(result, row.kind, elapsed_ms)
+        self.stats.record(result, row.kind.value, elapsed_ms)
         self._log(row, url, status, error, elapsed_ms)
         if error is None:
             log.debug("webhook %s (%s) delivered in %.1f ms", row.event_id, row.kind, elapsed_ms)
@@ -383,10 +385,10 @@ class WebhookDispatcher:
         if len(self._log_buffer) >= LOG_BUFFER_MAX:
             del self._log_buffer[0]
         self._log_buffer.append(
-            LogEntry(
+            WebhookLogEntry(
                 event_id=row.event_id,
                 seq=row.seq,
-                kind=row.kind,
+                kind=row.kind.value,
                 host=url_host(url),
                 attempt=row.attempts + 1,
                 status=status,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from shared.bus.base import Bus, Payload, RpcHandler
+from shared.bus.base import Bus, Payload, RawHandler
 from shared.bus.local import LocalBus
 from shared.config import BusKind, BusSettings
 from shared.tasks import TaskSupervisor
 
-__all__ = ["Bus", "LocalBus", "Payload", "RpcHandler", "make_bus"]
+__all__ = ["Bus", "LocalBus", "Payload", "RawHandler", "make_bus"]
 
 
 def make_bus(settings: BusSettings, node_id: str, supervisor: TaskSupervisor | None = None) -> Bus:

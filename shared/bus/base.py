@@ -1,8 +1,13 @@
 """The bus between webapp and coreapp: request/reply RPC with timeouts.
 
-Payloads are JSON-able dicts.  A handler answers with a dict or raises ``ApiError``; the caller gets the dict
-back or the same ``ApiError`` re-raised, so an On-Prem error code crosses the bus unchanged.  A request that
-gets no answer in time raises ``ApiError(NOT_READY)``: to the API user an unreachable coreapp is a coreapp
+Callers use ``call(method, request)`` with a typed ``Method`` of ``shared.bus.contract``: the request struct is
+encoded here, the reply decoded and validated here, so both ends of every RPC are checked by mypy and a reply
+that does not fit the contract is an ``ApiError`` (1014) at the boundary.  The server registers one
+``RawHandler`` (coreapp's ``RpcRegistry``), which decodes the request against the same ``Method``.
+
+Underneath, the bus moves bytes: ``request_raw`` sends a method name and the request's JSON and returns the
+reply's JSON, or raises the ``ApiError`` the handler raised (its On-Prem code crosses unchanged).  A request
+that gets no answer in time raises ``ApiError(NOT_READY)``: to the API user an unreachable coreapp is a coreapp
 that is not ready.  Two implementations: ``LocalBus`` (in-process) and ``MqttBus`` (MQTT 5 via Mosquitto).
 """
 
@@ -12,28 +17,14 @@ import abc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+
+from shared.bus.rpc import Method, Rep, Req
 from shared.errors import ApiError, ErrorCode
 
 Payload = dict[str, Any]
-RpcHandler = Callable[[str, Payload], Awaitable[Payload]]
-
-
-def ok_reply(result: Payload) -> Payload:
-    return {"ok": result}
-
-
-def error_reply(error: ApiError) -> Payload:
-    return {"error": error.to_dict()}
-
-
-def unwrap_reply(reply: Payload) -> Payload:
-    """The result of a reply, or its ``ApiError`` raised."""
-    if "error" in reply:
-        raise ApiError.from_dict(reply["error"])
-    result = reply.get("ok")
-    if not isinstance(result, dict):
-        raise ApiError(ErrorCode.GENERIC, "malformed reply from coreapp")
-    return result
+RawHandler = Callable[[str, bytes], Awaitable[bytes]]
+"""``(method name, request JSON) -> reply JSON``; raises ``ApiError`` for an error reply."""
 
 
 class Bus(abc.ABC):
@@ -41,16 +32,35 @@ class Bus(abc.ABC):
 
     @abc.abstractmethod
     async def start(self) -> None:
-        """Connect; afterwards ``request`` works and a registered handler receives requests."""
+        """Connect; afterwards ``call`` works and a registered handler receives requests."""
 
     @abc.abstractmethod
     async def stop(self) -> None:
         """Disconnect; pending requests fail with ``NOT_READY``."""
 
     @abc.abstractmethod
-    def serve(self, handler: RpcHandler) -> None:
+    def serve(self, handler: RawHandler) -> None:
         """Make this node the server for RPC requests (coreapp).  Call before ``start``."""
 
     @abc.abstractmethod
+    async def unserve(self) -> None:
+        """Stop taking requests (coreapp's first step at shutdown): requests arriving from now on are answered
+        1011 at once, and the call returns when the requests already being handled have been answered."""
+
+    @abc.abstractmethod
+    async def request_raw(self, method: str, payload: bytes, timeout_s: float | None = None) -> bytes:
+        """Send ``method`` with its request JSON to the server and return its reply JSON."""
+
+    async def call(self, method: Method[Req, Rep], request: Req, timeout_s: float | None = None) -> Rep:
+        """The typed RPC: encode ``request``, send it, decode and validate the reply."""
+        raw = await self.request_raw(method.name, method.encode_request(request), timeout_s)
+        return method.decode_reply(raw)
+
     async def request(self, method: str, payload: Payload, timeout_s: float | None = None) -> Payload:
-        """Send ``method`` with ``payload`` to the server and return its result."""
+        """Untyped: a JSON object in, a JSON object out.  For tools and tests that play a caller other than
+        webapp (and so may send what the contract refuses); the product calls ``call``."""
+        raw = await self.request_raw(method, orjson.dumps(payload), timeout_s)
+        result = orjson.loads(raw)
+        if not isinstance(result, dict):
+            raise ApiError(ErrorCode.INTERNAL, f"malformed reply from coreapp to {method}")
+        return result

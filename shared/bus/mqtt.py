@@ -51,7 +51,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from shared.bus.base import Bus, Payload, RpcHandler, error_reply, ok_reply, unwrap_reply
+from shared.bus.base import Bus, Payload, RawHandler
+from shared.bus.rpc import error_body, ok_body, parse_reply, parse_request, request_body
 from shared.config import BusSettings
 from shared.errors import ApiError, ErrorCode
 from shared.tasks import TaskSupervisor
@@ -126,22 +127,30 @@ class MqttBus(Bus):
         self._session_expiry = session_expiry_s
         self._keepalive = keepalive_s
 
-        self._handler: RpcHandler | None = None
+        self._handler: RawHandler | None = None
+        self._serving = True
         self._client: aiomqtt.Client | None = None
         self._running = False
         self._connected = asyncio.Event()
         self._connection_task: asyncio.Task[Any] | None = None
         self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._in_flight = asyncio.Semaphore(max_in_flight)
-        self._pending: dict[bytes, asyncio.Future[Payload]] = {}
+        self._pending: dict[bytes, asyncio.Future[bytes]] = {}
         self._seen: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._state: Payload = {"state": "up"}
         self._last_error = "not connected yet"
 
     # -- Bus -------------------------------------------------------------------------------------------
 
-    def serve(self, handler: RpcHandler) -> None:
+    def serve(self, handler: RawHandler) -> None:
         self._handler = handler
+        self._serving = True
+
+    async def unserve(self) -> None:
+        """Answer new requests 1011 at once and wait (5 s at most) for the ones being handled."""
+        self._serving = False
+        if self._handler_tasks:
+            await asyncio.wait(set(self._handler_tasks), timeout=5.0)
 
     async def start(self) -> None:
         """Connect, subscribe and publish the node state; raise ``BusUnavailableError`` if we cannot."""
@@ -184,16 +193,16 @@ class MqttBus(Bus):
             await self._supervisor.close()
             self._supervisor = TaskSupervisor(f"bus-{self.node_id}")
 
-    async def request(self, method: str, payload: Payload, timeout_s: float | None = None) -> Payload:
+    async def request_raw(self, method: str, payload: bytes, timeout_s: float | None = None) -> bytes:
         if not self._running or self._client is None:
             raise ApiError(ErrorCode.NOT_READY, "message bus is not running")
         client = self._client
         timeout = timeout_s or self._settings.rpc_timeout_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        body = orjson.dumps({"method": method, "payload": payload})
+        body = request_body(method, payload)
         correlation = uuid.uuid4().bytes
-        future: asyncio.Future[Payload] = loop.create_future()
+        future: asyncio.Future[bytes] = loop.create_future()
         self._pending[correlation] = future
         try:
             async with asyncio.timeout_at(deadline):
@@ -222,7 +231,7 @@ class MqttBus(Bus):
             raise ApiError(ErrorCode.NOT_READY, f"message bus error: {exc}") from None
         finally:
             self._pending.pop(correlation, None)
-        return unwrap_reply(reply)
+        return parse_reply(reply)
 
     # -- node state --------------------------------------------------------------------------------------
 
@@ -347,17 +356,10 @@ class MqttBus(Bus):
         if future is None or future.done():
             log.debug("mqtt: ignoring late or duplicate reply")
             return
-        try:
-            reply = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            reply = None
-        if isinstance(reply, dict):
-            future.set_result(reply)
-        else:
-            future.set_exception(ApiError(ErrorCode.GENERIC, "malformed reply from coreapp"))
+        future.set_result(raw.encode() if isinstance(raw, str) else bytes(raw))
 
     async def _on_request(
-        self, client: aiomqtt.Client, handler: RpcHandler, props: Properties | None, raw: bytes | bytearray | str
+        self, client: aiomqtt.Client, handler: RawHandler, props: Properties | None, raw: bytes | bytearray | str
     ) -> None:
         response_topic = getattr(props, "ResponseTopic", None)
         correlation = getattr(props, "CorrelationData", None)
@@ -392,18 +394,13 @@ class MqttBus(Bus):
     async def _serve_one(
         self,
         client: aiomqtt.Client,
-        handler: RpcHandler,
+        handler: RawHandler,
         raw: bytes | bytearray | str,
         response_topic: str,
         correlation: bytes,
         budget: float,
     ) -> None:
-        reply = await self._call_handler(handler, raw, budget)
-        try:
-            body = orjson.dumps(reply)
-        except TypeError:
-            log.exception("rpc handler returned a result that is not JSON")
-            body = orjson.dumps(error_reply(ApiError(ErrorCode.GENERIC)))
+        body = await self._call_handler(handler, raw, budget)
         props = _properties(
             PacketTypes.PUBLISH, CorrelationData=correlation, MessageExpiryInterval=max(1, math.ceil(budget))
         )
@@ -413,25 +410,23 @@ class MqttBus(Bus):
             # NO_CONN: paho keeps the QoS 1 reply and sends it after the reconnect.
             log.warning("mqtt: reply to %s not confirmed yet: %s", response_topic, exc)
 
-    async def _call_handler(self, handler: RpcHandler, raw: bytes | bytearray | str, budget: float) -> Payload:
+    async def _call_handler(self, handler: RawHandler, raw: bytes | bytearray | str, budget: float) -> bytes:
         """Run one request like ``LocalBus`` does: the same replies for errors and timeouts."""
         try:
-            request = orjson.loads(raw)
-            method, payload = request["method"], request["payload"]
-            if not isinstance(method, str) or not isinstance(payload, dict):
-                raise TypeError("method must be a string and payload an object")
-        except (ValueError, KeyError, TypeError) as exc:
+            method, payload = parse_request(raw)
+        except ValueError as exc:
             log.warning("mqtt: malformed rpc request: %s", exc)
-            return error_reply(ApiError(ErrorCode.GENERIC, "malformed request"))
+            return error_body(ApiError(ErrorCode.GENERIC, "malformed request"))
+        if not self._serving:
+            return error_body(ApiError(ErrorCode.NOT_READY, "coreapp is shutting down"))
         try:
             async with asyncio.timeout(budget):
-                result = await handler(method, payload)
-            return ok_reply(result)
+                return ok_body(await handler(method, payload))
         except ApiError as exc:
-            return error_reply(exc)
+            return error_body(exc)
         except TimeoutError:
             log.warning("rpc handler for %s did not finish within %.1fs", method, budget)
-            return error_reply(ApiError(ErrorCode.NOT_READY, "coreapp did not answer in time"))
+            return error_body(ApiError(ErrorCode.NOT_READY, "coreapp did not answer in time"))
         except Exception:
             log.exception("rpc handler failed for %s", method)
-            return error_reply(ApiError(ErrorCode.GENERIC))
+            return error_body(ApiError(ErrorCode.GENERIC))

@@ -21,6 +21,7 @@ from coreapp.storage.tables import message_receipt_log, messages
 from coreapp.storage.tables_webhooks import webhook_outbox
 from shared.config import DbSettings
 from shared.ids import MessageId, WaId
+from shared.message_types import MessageType
 from shared.wire.frames import Frame, Receipt, ReceiptStatus
 from tests.coreapp.conftest import Core, CoreFactory, Sandbox
 
@@ -97,7 +98,7 @@ def _receipt(frame_id: int, prefix: str, suffix: str, device: int, status: Recei
 
 async def _seed(core: Core, prefix: str) -> None:
     rows = [
-        NewMessage(MessageId(f"{prefix}{s}"), MessageDirection.OUT, WaId(PHONE), "text", "{}", status, 0)
+        NewMessage(MessageId(f"{prefix}{s}"), MessageDirection.OUT, WaId(PHONE), MessageType.TEXT, "{}", status, 0)
         for s, status in START.items()
     ]
 

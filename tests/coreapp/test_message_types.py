@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import msgspec
 import pytest
 from sqlalchemy import select
 
 from coreapp.services.compose import MessageComposer
 from coreapp.storage.tables import messages
 from coreapp.storage.templates import TemplateStore
+from shared.bus.contract.messages import SendMessage
 from shared.config import DbSettings
 from shared.errors import ApiError, ErrorCode
 from tests.coreapp.conftest import BUSINESS_WA_ID, PHONE, Core, CoreFactory, Sandbox, eventually, register
@@ -189,19 +191,18 @@ class FakeMedia:
         return {"url": "https://media.example/x", "media_key": "k", "caption": media.get("caption")}
 
 
+def _request(body: dict[str, Any]) -> SendMessage:
+    return msgspec.convert({"to": PHONE, **body}, SendMessage)
+
+
 async def test_media_goes_through_the_media_service() -> None:
     image = {"type": "image", "image": {"id": "f043afd0", "caption": "cat"}}
-    without = MessageComposer(cast(TemplateStore, None), lambda: None)
-    with pytest.raises(ApiError) as info:
-        await without.compose(image)
-    assert (info.value.code, info.value.details) == (ErrorCode.INVALID_PARAMETER, "image: media sending not available")
-
     media = FakeMedia()
-    composer = MessageComposer(cast(TemplateStore, None), lambda: media)
-    assert await composer.compose(image) == (
-        "image",
-        {"type": "image", "image": {"url": "https://media.example/x", "media_key": "k", "caption": "cat"}},
-    )
+    composer = MessageComposer(cast(TemplateStore, None), media)
+    assert await composer.compose(_request(image)) == {
+        "type": "image",
+        "image": {"url": "https://media.example/x", "media_key": "k", "caption": "cat"},
+    }
     header = {"type": "document", "document": {"link": "https://example.com/a.pdf", "filename": "a.pdf"}}
     interactive = {
         "type": "interactive",
@@ -212,7 +213,7 @@ async def test_media_goes_through_the_media_service() -> None:
             "action": {"buttons": [{"type": "reply", "reply": {"id": "1", "title": "t"}}]},
         },
     }
-    _, content = await composer.compose(interactive)
+    content = await composer.compose(_request(interactive))
     assert content["interactive"]["header"]["document"]["url"] == "https://media.example/x"
     assert media.calls[-1] == ("document", header["document"])
 

@@ -15,6 +15,7 @@ from coreapp.storage.tables_webhooks import webhook_outbox
 from coreapp.storage.webhooks import WebhookKind
 from shared.config import DbSettings
 from shared.ids import MessageId, WaId
+from shared.message_types import MessageType
 from tests.coreapp.conftest import BUSINESS_WA_ID, PHONE, Core, CoreFactory, Sandbox, eventually, register
 
 NOW = datetime.now(UTC)
@@ -40,7 +41,7 @@ async def _seed(core: Core) -> None:
 
     async def seed_txn(conn: AsyncConnection) -> None:
         rows = [
-            NewMessage(MessageId(mid), direction, WaId(PHONE), "text", '{"type":"text"}', status, 0)
+            NewMessage(MessageId(mid), direction, WaId(PHONE), MessageType.TEXT, '{"type":"text"}', status, 0)
             for mid, (direction, status, _) in ROWS.items()
         ]
         await store.messages.insert_many_txn(conn, rows)

@@ -25,7 +25,7 @@ PER_PHONE = 8
 
 
 def _sender(core: Core) -> outbound.OutboundSender:
-    chat = core.app._chat
+    chat = core.app.current_chat.scope
     assert chat is not None, "register first"
     return chat.sender
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from coreapp.storage.tables_webhooks import webhook_outbox
+from coreapp.storage.webhooks import WebhookKind
 from shared.config import DbSettings
 from shared.errors import ApiError
 from tests.coreapp.conftest import CoreFactory, eventually, free_port
@@ -53,7 +54,7 @@ async def test_deliveries_need_the_uploaded_ca(
     url, got = receiver
     core = await make_core(backend)
     store = core.app.stores.webhooks
-    await core.app.db.run("test.enqueue", lambda conn: store.enqueue_txn(conn, "status_change", {"n": 1}))
+    await core.app.db.run("test.enqueue", lambda conn: store.enqueue_txn(conn, WebhookKind.STATUS_CHANGE, {"n": 1}))
     fast = {"callback_backoff_delay_ms": 50, "max_callback_backoff_delay_ms": 100}
     await core.rpc("settings.patch_application", {"application": {"webhooks": {"url": url}, **fast}})
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from coreapp.storage import tables_settings, tables_webhooks
 from coreapp.storage.settings import SettingsStore
-from coreapp.storage.webhooks import WebhookStore
+from coreapp.storage.webhooks import WebhookKind, WebhookStore
 from shared.config import DbSettings
 from shared.db.engine import Database
 from shared.ids import EventId
@@ -46,7 +46,7 @@ def settings_store(db: Database) -> SettingsStore:
     return SettingsStore(db)
 
 
-async def enqueue(db: Database, store: WebhookStore, n: int, kind: str = "status_change") -> EventId:
+async def enqueue(db: Database, store: WebhookStore, n: int, kind: WebhookKind = WebhookKind.STATUS_CHANGE) -> EventId:
     """Commit one outbox row whose body carries ``n`` (so order can be checked on arrival)."""
     return await db.run("test.enqueue", lambda conn: store.enqueue_txn(conn, kind, {"n": n}))
 

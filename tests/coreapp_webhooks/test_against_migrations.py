@@ -7,7 +7,7 @@ from pathlib import Path
 
 import coreapp
 from coreapp.storage.settings import SettingsStore
-from coreapp.storage.webhooks import WebhookStore
+from coreapp.storage.webhooks import WebhookKind, WebhookStore
 from shared.config import DbSettings
 from shared.db.engine import Database
 from shared.db.migrate import migrate
@@ -21,7 +21,10 @@ async def test_stores_on_migrated_schema(backend: DbSettings) -> None:
     db = await Database.connect(backend)
     try:
         store = WebhookStore(db)
-        ids = [await enqueue(db, store, n, kind) for n, kind in enumerate(("inbound_message", "status_change"))]
+        ids = [
+            await enqueue(db, store, n, kind)
+            for n, kind in enumerate((WebhookKind.INBOUND_MESSAGE, WebhookKind.STATUS_CHANGE))
+        ]
         rows = await store.head(10)
         assert [r.event_id for r in rows] == ids
         later = datetime.now(UTC) + timedelta(seconds=5)

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from coreapp.storage.settings import SettingsStore
-from coreapp.storage.webhooks import LogEntry, WebhookStore, partition_of
+from coreapp.storage.webhooks import WebhookKind, WebhookStore, partition_of
 from coreapp.webhooks import WebhookDispatcher, payloads
 from coreapp.webhooks.dispatcher import SIGNATURE_HEADER, url_host
 from shared.appsettings import ApplicationSettings, apply_patch
+from shared.bus.contract.ops import WebhookLogEntry
 from shared.db.engine import Database
 from shared.tasks import TaskSupervisor
 from tests.coreapp_webhooks.conftest import Receiver, wait_until
@@ -106,7 +107,7 @@ async def test_ten_minute_outage_loses_nothing_and_keeps_order(
                 *(payloads.status(f"out{n}", peer, s, fake.now) for s in ("sent", "delivered", "read")),
             ]
             for body in bodies:
-                await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, "status_change", b))
+                await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, WebhookKind.STATUS_CHANGE, b))
                 expected[peer].append(_ids(body))
         dispatcher.notify()
 
@@ -179,7 +180,7 @@ async def test_partitions_go_in_parallel_but_one_at_a_time_each(
     for round_ in range(3):
         for peer in peers:
             body = payloads.status(f"m{round_}", peer, "delivered", 1)
-            await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, "status_change", b))
+            await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, WebhookKind.STATUS_CHANGE, b))
     await settings_store.patch_application({"webhooks": {"url": receiver.url, "max_concurrent_requests": 6}})
     dispatcher = WebhookDispatcher(db, store, settings_store, supervisor)
     await dispatcher.start()
@@ -202,13 +203,13 @@ async def test_a_failing_head_pauses_every_partition(
         {"webhooks": {"url": receiver.url}, "callback_backoff_delay_ms": 100, "max_callback_backoff_delay_ms": 200}
     )
     first = payloads.status("a", "1777", "delivered", 1)
-    await db.run("test.enqueue", lambda c: store.enqueue_txn(c, "status_change", first))
+    await db.run("test.enqueue", lambda c: store.enqueue_txn(c, WebhookKind.STATUS_CHANGE, first))
     dispatcher = WebhookDispatcher(db, store, settings_store, supervisor)
     await dispatcher.start()
     try:
         await wait_until(lambda: len(receiver.requests) >= 1)
         other = payloads.status("b", "1888", "delivered", 1)
-        await db.run("test.enqueue", lambda c: store.enqueue_txn(c, "status_change", other))
+        await db.run("test.enqueue", lambda c: store.enqueue_txn(c, WebhookKind.STATUS_CHANGE, other))
         dispatcher.notify()
         await wait_until(lambda: len(receiver.delivered()) == 2)
     finally:
@@ -232,13 +233,13 @@ async def test_signature_header_is_hmac_of_exact_body(
     await receiver.stop()
     await receiver.start()
     await settings_store.patch_application({"webhooks": {"url": receiver.url, "secret": secret}})
-    await db.run("test.enqueue", lambda c: store.enqueue_txn(c, "error", payloads.error(1, "x")))
+    await db.run("test.enqueue", lambda c: store.enqueue_txn(c, WebhookKind.ERROR, payloads.error(1, "x")))
     dispatcher = WebhookDispatcher(db, store, settings_store, supervisor)
     await dispatcher.start()
     try:
         await wait_until(lambda: len(receiver.delivered()) == 1)
         await settings_store.patch_application({"webhooks": {"secret": ""}})
-        await db.run("test.enqueue", lambda c: store.enqueue_txn(c, "error", payloads.error(2, "y")))
+        await db.run("test.enqueue", lambda c: store.enqueue_txn(c, WebhookKind.ERROR, payloads.error(2, "y")))
         dispatcher.notify()
         await wait_until(lambda: len(receiver.delivered()) == 2)
         await wait_until(lambda: _logged(store, 2))
@@ -269,7 +270,7 @@ def test_secret_is_write_only() -> None:
 async def test_log_is_trimmed_by_rows_and_age(store: WebhookStore) -> None:
     now = datetime.now(UTC)
     old = now - timedelta(days=8)
-    entries = [LogEntry(f"e{i}", i, "error", "h", 1, 200, None, 1.0, old if i < 3 else now) for i in range(10)]
+    entries = [WebhookLogEntry(f"e{i}", i, "error", "h", 1, 200, None, 1.0, old if i < 3 else now) for i in range(10)]
     await store.add_log(entries)
     assert await store.trim_log(5, now - timedelta(days=7)) == 5
     assert [e.event_id for e in await store.read_log(100)] == ["e9", "e8", "e7", "e6", "e5"]
@@ -291,7 +292,7 @@ async def test_waiting_partitions_start_without_reading_the_outbox_again(
     peers = [f"1777{i:04d}" for i in range(60)]
     for peer in peers:
         body = payloads.status("first", peer, "delivered", 1)
-        await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, "status_change", b))
+        await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, WebhookKind.STATUS_CHANGE, b))
     await settings_store.patch_application({"webhooks": {"url": receiver.url, "max_concurrent_requests": 6}})
     dispatcher = WebhookDispatcher(db, store, settings_store, supervisor)
     await dispatcher.start()
@@ -300,7 +301,7 @@ async def test_waiting_partitions_start_without_reading_the_outbox_again(
         reads_for_60 = dispatcher.head_reads
         for peer in peers[:5]:  # later rows for some peers: seen through notify(), never lost behind the snapshot
             body = payloads.status("second", peer, "read", 2)
-            await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, "status_change", b))
+            await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, WebhookKind.STATUS_CHANGE, b))
             dispatcher.notify()
         await wait_until(lambda: len(receiver.delivered()) == 65)
     finally:

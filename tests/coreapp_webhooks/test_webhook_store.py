@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coreapp.storage.webhooks import WebhookStore
+from coreapp.storage.webhooks import WebhookKind, WebhookStore
 from shared.db.engine import Database
 from tests.coreapp_webhooks.conftest import enqueue
 
@@ -17,7 +17,7 @@ async def test_enqueue_rolls_back_with_the_caller(db: Database, store: WebhookSt
         pass
 
     async def fn(conn: AsyncConnection) -> None:
-        await store.enqueue_txn(conn, "inbound_message", {"messages": []})
+        await store.enqueue_txn(conn, WebhookKind.INBOUND_MESSAGE, {"messages": []})
         raise Boom
 
     with pytest.raises(Boom):

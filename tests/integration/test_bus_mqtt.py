@@ -22,10 +22,11 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from shared.bus.base import Payload, RpcHandler
+from shared.bus.base import Payload
 from shared.bus.mqtt import BusUnavailableError, MqttBus, _properties
 from shared.config import BusKind, BusSettings
 from shared.errors import ApiError, ErrorCode
+from tests.support.bus import JsonHandler, json_handler
 from tests.support.mosquitto import (
     SYSTEM_HOST,
     SYSTEM_PORT,
@@ -74,12 +75,12 @@ async def buses() -> AsyncIterator[Callable[..., MqttBus]]:
     made: list[MqttBus] = []
 
     def make(
-        host: str, port: int, node_id: str, instance: str, handler: RpcHandler | None = None, **kw: Any
+        host: str, port: int, node_id: str, instance: str, handler: JsonHandler | None = None, **kw: Any
     ) -> MqttBus:
         kw.setdefault("session_expiry_s", 60)
         bus = MqttBus(_settings(host, port, instance), node_id, **kw)
         if handler is not None:
-            bus.serve(handler)
+            bus.serve(json_handler(handler))
         made.append(bus)
         return bus
 
@@ -97,7 +98,7 @@ def _instance() -> str:
 
 
 async def _pair(
-    make: BusFactory, host: str, port: int, handler: RpcHandler, instance: str | None = None, **client_kw: Any
+    make: BusFactory, host: str, port: int, handler: JsonHandler, instance: str | None = None, **client_kw: Any
 ) -> tuple[MqttBus, MqttBus]:
     instance = instance or _instance()
     server = make(host, port, "coreapp", instance, handler)

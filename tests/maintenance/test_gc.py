@@ -22,7 +22,7 @@ async def test_scheduler_collects_on_a_tiny_interval(
     core = await make_core(backend)
     assert core.app.gc_scheduler is not None and core.app.gc_scheduler.interval_s == 3 * 3600  # the default
     await _seed(core)
-    gc = MessageGc(core.app.db, GcPolicy(batch=2))  # 5 garbage rows: three batches
+    gc = MessageGc(core.app.stores.maintenance, GcPolicy(batch=2))  # 5 garbage rows: three batches
     scheduler = GcScheduler(gc, core.app.stores.settings, interval_s=0.05, jitter=0.5)
     supervisor = TaskSupervisor("test-gc")
     scheduler.start(supervisor)
@@ -50,7 +50,7 @@ async def test_inbound_retention_is_configurable(
     await _seed(core)
     policy = GcPolicy.from_settings(MaintenanceSettings(gc_inbound_retention_days=0.5))
     assert policy.inbound == timedelta(hours=12)
-    result = await MessageGc(core.app.db, policy).run(None)
+    result = await MessageGc(core.app.stores.maintenance, policy).run(None)
     assert result.complete and result.deleted == len(GARBAGE) + 1
     assert "in-recent" not in await _ids(core, select(messages.c.id))
 

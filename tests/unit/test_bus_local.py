@@ -7,10 +7,12 @@ import asyncio
 import pytest
 
 from shared.bus import LocalBus, make_bus
-from shared.bus.base import Payload, error_reply, ok_reply, unwrap_reply
+from shared.bus.base import Payload
 from shared.bus.mqtt import MqttBus
+from shared.bus.rpc import error_body, ok_body, parse_reply
 from shared.config import BusKind, BusSettings
 from shared.errors import ApiError, ErrorCode
+from tests.support.bus import json_handler
 
 
 async def echo(method: str, payload: Payload) -> Payload:
@@ -19,7 +21,7 @@ async def echo(method: str, payload: Payload) -> Payload:
 
 async def test_round_trip() -> None:
     bus = LocalBus()
-    bus.serve(echo)
+    bus.serve(json_handler(echo))
     await bus.start()
     assert await bus.request("health.get", {"x": [1, 2]}) == {"method": "health.get", "payload": {"x": [1, 2]}}
     await bus.stop()
@@ -34,7 +36,7 @@ async def test_payload_is_copied_both_ways() -> None:
         return payload
 
     bus = LocalBus()
-    bus.serve(mutate)
+    bus.serve(json_handler(mutate))
     await bus.start()
     sent: Payload = {"a": 1}
     result = await bus.request("m", sent)
@@ -48,7 +50,7 @@ async def test_api_error_crosses_with_code_and_details() -> None:
         raise ApiError(ErrorCode.INVALID_PARAMETER, "bad 'to'")
 
     bus = LocalBus()
-    bus.serve(fail)
+    bus.serve(json_handler(fail))
     await bus.start()
     with pytest.raises(ApiError) as info:
         await bus.request("messages.send", {})
@@ -61,7 +63,7 @@ async def test_other_exception_becomes_generic() -> None:
         raise RuntimeError("secret internals")
 
     bus = LocalBus()
-    bus.serve(crash)
+    bus.serve(json_handler(crash))
     await bus.start()
     with pytest.raises(ApiError) as info:
         await bus.request("m", {})
@@ -75,7 +77,7 @@ async def test_timeout_is_not_ready() -> None:
         return {}
 
     bus = LocalBus(default_timeout_s=0.05)
-    bus.serve(slow)
+    bus.serve(json_handler(slow))
     await bus.start()
     with pytest.raises(ApiError) as info:
         await bus.request("m", {})
@@ -89,7 +91,7 @@ async def test_timeout_is_not_ready() -> None:
 async def test_not_started_or_no_server_is_not_ready(started: bool, served: bool) -> None:
     bus = LocalBus()
     if served:
-        bus.serve(echo)
+        bus.serve(json_handler(echo))
     if started:
         await bus.start()
     with pytest.raises(ApiError) as info:
@@ -99,7 +101,7 @@ async def test_not_started_or_no_server_is_not_ready(started: bool, served: bool
 
 async def test_stopped_is_not_ready() -> None:
     bus = LocalBus()
-    bus.serve(echo)
+    bus.serve(json_handler(echo))
     await bus.start()
     await bus.stop()
     with pytest.raises(ApiError) as info:
@@ -108,13 +110,14 @@ async def test_stopped_is_not_ready() -> None:
 
 
 def test_reply_helpers() -> None:
-    assert unwrap_reply(ok_reply({"a": 1})) == {"a": 1}
+    assert parse_reply(ok_body(b'{"a":1}')) == b'{"a":1}'
     with pytest.raises(ApiError) as info:
-        unwrap_reply(error_reply(ApiError(ErrorCode.NOT_FOUND, "x")))
-    assert info.value.code is ErrorCode.NOT_FOUND
-    with pytest.raises(ApiError) as info:
-        unwrap_reply({"ok": "not a dict"})
-    assert info.value.code is ErrorCode.GENERIC
+        parse_reply(error_body(ApiError(ErrorCode.NOT_FOUND, "x")))
+    assert (info.value.code, info.value.details) == (ErrorCode.NOT_FOUND, "x")
+    for malformed in (b'{"neither": 1}', b"not json", b'{"error": {"code": "x"}}'):
+        with pytest.raises(ApiError) as info:
+            parse_reply(malformed)
+        assert info.value.code is ErrorCode.INTERNAL  # a reply that does not decode has its own code
 
 
 async def test_make_bus_picks_the_implementation() -> None:

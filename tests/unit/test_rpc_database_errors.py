@@ -3,40 +3,51 @@
 
 from __future__ import annotations
 
-from typing import cast
-
+import msgspec
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from coreapp.api.handlers import CoreView, RpcApi
-from coreapp.services.registration import RegistrationService
-from coreapp.storage.settings import SettingsStore
-from shared.bus.base import Payload
+from coreapp.api.registry import RpcRegistry
+from shared.bus.rpc import Empty, Method
 from shared.errors import ApiError, ErrorCode
 
+LOST = Method("test.lost", Empty, Empty, doc="")
+INVALID = Method("test.invalid", Empty, Empty, doc="")
 
-def _api() -> RpcApi:
-    # Only routing is exercised: the registration and settings services are never called.
-    api = RpcApi(CoreView(lambda: None, lambda: None), cast(RegistrationService, None), cast(SettingsStore, None))
 
-    async def lost(_payload: Payload) -> Payload:
+def _registry() -> RpcRegistry:
+    registry = RpcRegistry()
+
+    async def lost(_request: Empty) -> Empty:
         raise OperationalError("SELECT 1", {}, Exception("(2013) Lost connection to server during query"))
 
-    async def invalid(_payload: Payload) -> Payload:
+    async def invalid(_request: Empty) -> Empty:
         raise ApiError(ErrorCode.INVALID_PARAMETER, "bad")
 
-    api.add_routes({"test.lost": lost, "test.invalid": invalid})
-    return api
+    registry.add(LOST, lost)
+    registry.add(INVALID, invalid)
+    return registry
 
 
 async def test_a_database_error_is_answered_1023() -> None:
     with pytest.raises(ApiError) as caught:
-        await _api().handle("test.lost", {})
+        await _registry().handle("test.lost", b"{}")
     assert caught.value.code is ErrorCode.DATABASE_ERROR
     assert (caught.value.code.code, caught.value.code.http_status) == (1023, 500)
 
 
 async def test_other_errors_pass_through() -> None:
     with pytest.raises(ApiError) as caught:
-        await _api().handle("test.invalid", {})
+        await _registry().handle("test.invalid", b"{}")
     assert caught.value.code is ErrorCode.INVALID_PARAMETER
+
+
+def test_a_method_is_registered_once() -> None:
+    registry = _registry()
+
+    async def again(_request: Empty) -> Empty:
+        return Empty()
+
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.add(LOST, again)
+    assert msgspec.json.encode(Empty()) == b"{}"

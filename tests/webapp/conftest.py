@@ -16,6 +16,7 @@ from shared.appsettings import ApplicationSettings, merge
 from shared.bus.local import LocalBus
 from shared.config import BusSettings, DbSettings, PathSettings, Settings, WebSettings
 from shared.errors import ApiError, ErrorCode
+from tests.support.bus import json_handler
 from webapp.app import WebApp
 
 ADMIN_PASSWORD = "N3w-Secret!"
@@ -137,7 +138,7 @@ async def webapp(
     app_db: DbSettings, tmp_path: Path, core: FakeCore, web_options: dict[str, Any]
 ) -> AsyncIterator[WebApp]:
     bus = LocalBus(default_timeout_s=1.0)
-    bus.serve(core.handle)
+    bus.serve(json_handler(core.handle))
     await bus.start()
     app = WebApp(make_settings(app_db, tmp_path / "data", **web_options), bus, password_hasher=fast_hasher())
     await app.start()

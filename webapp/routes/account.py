@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from shared.errors import ApiError, ErrorCode
+from shared.bus.contract.account import (
+    GET_SHARDS,
+    REGISTER,
+    REMOVE_TWO_STEP,
+    SET_SHARDS,
+    SET_TWO_STEP,
+    VERIFY,
+    Register,
+    SetShards,
+    TwoStep,
+    Verify,
+)
+from shared.bus.rpc import EMPTY
 from webapp.envelope import ok, read_json, validate
 from webapp.openapi import doc
 from webapp.routes.common import require_admin, rpc
@@ -35,13 +47,11 @@ async def register(request: web.Request) -> web.Response:
     """201 when the number is already registered, 202 ``{"account":[{"vname"}]}`` when a code was sent."""
     require_admin(request)
     body = validate(RegisterBody, await read_json(request))
-    result = await rpc(request, "account.register", body.model_dump(exclude_none=True))
-    status = result.get("status")
-    if status == "registered":
+    payload = Register(cc=body.cc, phone_number=body.phone_number, method=body.method, cert=body.cert, pin=body.pin)
+    result = await rpc(request, REGISTER, payload)
+    if result.status == "registered":
         return ok(request, status=201)
-    if status == "code_sent":
-        return ok(request, {"account": [{"vname": str(result.get("vname", ""))}]}, status=202)
-    raise ApiError(ErrorCode.GENERIC, "unexpected answer from coreapp")
+    return ok(request, {"account": [{"vname": result.vname or ""}]}, status=202)
 
 
 @routes.post("/v1/account/verify")
@@ -58,7 +68,7 @@ async def verify(request: web.Request) -> web.Response:
     """201 once the code is accepted (the docs say 201; the community spec says 200)."""
     require_admin(request)
     body = validate(VerifyBody, await read_json(request))
-    await rpc(request, "account.verify", {"code": body.normalised()})
+    await rpc(request, VERIFY, Verify(code=body.normalised()))
     return ok(request, status=201)
 
 
@@ -68,7 +78,7 @@ async def set_two_step(request: web.Request) -> web.Response:
     """Turn two-step verification on: re-registering the number then needs this PIN."""
     require_admin(request)
     body = validate(TwoStepBody, await read_json(request))
-    await rpc(request, "account.set_two_step", {"pin": body.pin})
+    await rpc(request, SET_TWO_STEP, TwoStep(pin=body.pin))
     return ok(request)
 
 
@@ -76,7 +86,7 @@ async def set_two_step(request: web.Request) -> web.Response:
 @doc("Turn two-step verification off", admin=True, rpc=True, tags=["account"])
 async def remove_two_step(request: web.Request) -> web.Response:
     require_admin(request)
-    await rpc(request, "account.remove_two_step", {})
+    await rpc(request, REMOVE_TWO_STEP, EMPTY)
     return ok(request)
 
 
@@ -84,8 +94,8 @@ async def remove_two_step(request: web.Request) -> web.Response:
 @doc("The shard count", responses={200: ShardsResponse}, admin=True, rpc=True, tags=["account"])
 async def get_shards(request: web.Request) -> web.Response:
     require_admin(request)
-    result = await rpc(request, "account.get_shards", {})
-    return ok(request, {"account": {"shards": int(result.get("shards", 1))}})
+    result = await rpc(request, GET_SHARDS, EMPTY)
+    return ok(request, {"account": {"shards": result.shards}})
 
 
 @routes.post(SHARDS_PATH)
@@ -101,5 +111,6 @@ async def set_shards(request: web.Request) -> web.Response:
     """201 when coreapp accepts the count; without multiconnect only ``shards: 1`` is (1009 otherwise)."""
     require_admin(request)
     body = validate(ShardsBody, await read_json(request))
-    await rpc(request, "account.set_shards", body.model_dump(exclude_none=True, exclude={"cert"}))
+    payload = SetShards(cc=body.cc, phone_number=body.phone_number, shards=body.shards, pin=body.pin)
+    await rpc(request, SET_SHARDS, payload)
     return ok(request, status=201)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from shared.bus.contract.settings import DELETE_WEBHOOKS_CA, GET_WEBHOOKS_CA, SET_WEBHOOKS_CA, SetCa
+from shared.bus.rpc import EMPTY
 from shared.errors import ApiError, ErrorCode
 from webapp.certs import SERVER_TLS_KEY
 from webapp.envelope import ok
@@ -69,8 +71,8 @@ async def get_external_ca(request: web.Request) -> web.Response:
 )
 async def get_webhooks_ca(request: web.Request) -> web.Response:
     require_admin(request)
-    pem = (await rpc(request, "certificates.get_webhooks_ca", {})).get("pem")
-    if not isinstance(pem, str):
+    pem = (await rpc(request, GET_WEBHOOKS_CA, EMPTY)).pem
+    if pem is None:
         raise ApiError(ErrorCode.NOT_FOUND, "no webhook CA is set")
     return web.Response(text=pem, content_type=PEM_TYPE)
 
@@ -91,7 +93,7 @@ async def set_webhooks_ca(request: web.Request) -> web.Response:
         pem = body.decode("ascii")
     except UnicodeDecodeError:
         raise ApiError(ErrorCode.INVALID_PARAMETER, "PEM text must be ASCII") from None
-    await rpc(request, "certificates.set_webhooks_ca", {"pem": pem})
+    await rpc(request, SET_WEBHOOKS_CA, SetCa(pem=pem))
     return ok(request)
 
 
@@ -99,5 +101,5 @@ async def set_webhooks_ca(request: web.Request) -> web.Response:
 @doc("Go back to the system roots for the webhook server", admin=True, rpc=True, tags=["certificates"])
 async def delete_webhooks_ca(request: web.Request) -> web.Response:
     require_admin(request)
-    await rpc(request, "certificates.delete_webhooks_ca", {})
+    await rpc(request, DELETE_WEBHOOKS_CA, EMPTY)
     return ok(request)

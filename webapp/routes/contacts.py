@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from shared.errors import ApiError, ErrorCode
+from shared.bus.contract.contacts import ACK_IDENTITY, CHECK, GET_IDENTITY, AckIdentity, IdentityOf
+from shared.bus.rpc import to_builtins
 from webapp.envelope import ok, read_json, validate
 from webapp.openapi import doc
 from webapp.routes.common import rpc
@@ -27,21 +28,11 @@ routes = web.RouteTableDef()
 async def check_contacts(request: web.Request) -> web.Response:
     """``{"contacts":[{"input","status","wa_id"?}]}``, one entry per input in order; 1011 when not connected."""
     body = validate(ContactsBody, await read_json(request))
-    result = await rpc(request, "contacts.check", body.rpc_payload())
-    contacts = result.get("contacts")
-    if not isinstance(contacts, list):
-        raise ApiError(ErrorCode.GENERIC, "coreapp returned no contacts")
-    return ok(request, {"contacts": contacts})
+    result = await rpc(request, CHECK, body.rpc_payload())
+    return ok(request, {"contacts": to_builtins(result)["contacts"]})
 
 
 _WA_ID_PARAM = {"wa_id": {"type": "string", "pattern": "^[0-9]{5,20}$", "description": "the contact's WhatsApp id"}}
-
-
-def _identity(result: dict[str, object]) -> list[object]:
-    identity = result.get("identity")
-    if not isinstance(identity, list):
-        raise ApiError(ErrorCode.GENERIC, "coreapp returned no identity")
-    return identity
 
 
 @routes.get("/v1/contacts/{wa_id}/identity")
@@ -55,8 +46,8 @@ def _identity(result: dict[str, object]) -> list[object]:
     description="1006 when no identity change of this contact was seen; 1009 when wa_id is not digits.",
 )
 async def get_identity(request: web.Request) -> web.Response:
-    result = await rpc(request, "contacts.get_identity", {"wa_id": request.match_info["wa_id"]})
-    return ok(request, {"identity": _identity(result)})
+    result = await rpc(request, GET_IDENTITY, IdentityOf(wa_id=request.match_info["wa_id"]))
+    return ok(request, {"identity": to_builtins(result)["identity"]})
 
 
 @routes.put("/v1/contacts/{wa_id}/identity")
@@ -71,6 +62,6 @@ async def get_identity(request: web.Request) -> web.Response:
 )
 async def ack_identity(request: web.Request) -> web.Response:
     body = validate(IdentityAckBody, await read_json(request))
-    payload = {"wa_id": request.match_info["wa_id"], "hash": body.hash}
-    result = await rpc(request, "contacts.ack_identity", payload)
-    return ok(request, {"identity": _identity(result)})
+    payload = AckIdentity(wa_id=request.match_info["wa_id"], hash=body.hash)
+    result = await rpc(request, ACK_IDENTITY, payload)
+    return ok(request, {"identity": to_builtins(result)["identity"]})

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from shared.bus.contract.health import HEALTH, GatewayStatus
+from shared.bus.rpc import EMPTY, to_builtins
 from shared.errors import ApiError
 from webapp.envelope import ok
 from webapp.openapi import doc
@@ -27,7 +29,6 @@ from webapp.state import RPC_TIMEOUT_KEY
 log = logging.getLogger("openprem.webapp.health")
 
 HEALTH_TIMEOUT_S = 5.0
-GATEWAY_STATUSES = frozenset({"connected", "connecting", "disconnected", "uninitialized", "unregistered"})
 
 routes = web.RouteTableDef()
 
@@ -35,25 +36,18 @@ routes = web.RouteTableDef()
 @routes.get("/v1/health")
 @doc("Gateway status (never fails)", responses={200: HealthResponse}, tags=["health"])
 async def health(request: web.Request) -> web.Response:
+    """Any failure to get a valid ``health.get`` reply (no answer, an error, a reply outside the contract such
+    as an unknown ``gateway_status``) is ``disconnected``."""
     timeout = min(HEALTH_TIMEOUT_S, request.app[RPC_TIMEOUT_KEY])
-    status = "disconnected"
-    errors: list[dict[str, Any]] = []
+    health: dict[str, Any] = {"gateway_status": GatewayStatus.DISCONNECTED.value}
     try:
-        result = await rpc(request, "health.get", {}, timeout_s=timeout)
+        result = await rpc(request, HEALTH, EMPTY, timeout_s=timeout)
     except ApiError as exc:
         log.warning("health: coreapp did not answer (%s)", exc)
     except Exception:
         log.exception("health: bus request failed")
     else:
-        reported = result.get("gateway_status")
-        if isinstance(reported, str) and reported in GATEWAY_STATUSES:
-            status = reported
-        else:
-            log.warning("health: coreapp reported an unknown gateway_status %r", reported)
-        reported_errors = result.get("errors")
-        if isinstance(reported_errors, list):
-            errors = [e for e in reported_errors if isinstance(e, dict)]
-    health: dict[str, Any] = {"gateway_status": status}
-    if errors:
-        health["errors"] = errors
+        health["gateway_status"] = result.gateway_status.value
+        if result.errors:
+            health["errors"] = to_builtins(result)["errors"]
     return ok(request, {"health": health})

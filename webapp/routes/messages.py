@@ -11,11 +11,12 @@ import re
 
 from aiohttp import web
 
+from shared.bus.contract import messages as contract
 from shared.errors import ApiError, ErrorCode
 from webapp.envelope import ok, read_json
 from webapp.openapi import doc
 from webapp.routes.common import rpc
-from webapp.schemas.messages import MarkRead, OutboundMessage, parse_mark_read, parse_message, to_rpc_payload
+from webapp.schemas.messages import MarkRead, OutboundMessage, parse_mark_read, parse_message, send_request
 from webapp.schemas.responses import MessagesResponse
 
 routes = web.RouteTableDef()
@@ -34,11 +35,8 @@ _MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.=+/-]{1,128}$")
 )
 async def send(request: web.Request) -> web.Response:
     message = parse_message(await read_json(request))
-    result = await rpc(request, "messages.send", to_rpc_payload(message))
-    message_id = result.get("id")
-    if not isinstance(message_id, str) or not message_id:
-        raise ApiError(ErrorCode.GENERIC, "coreapp returned no message id")
-    return ok(request, {"messages": [{"id": message_id}]}, status=201)
+    result = await rpc(request, contract.SEND, send_request(message))
+    return ok(request, {"messages": [{"id": result.id}]}, status=201)
 
 
 @routes.put("/v1/messages/{message_id}")
@@ -48,5 +46,5 @@ async def mark_read(request: web.Request) -> web.Response:
     if not _MESSAGE_ID.match(message_id):
         raise ApiError(ErrorCode.NOT_FOUND, f"no message {message_id!r}")
     parse_mark_read(await read_json(request))
-    await rpc(request, "messages.mark_read", {"id": message_id})
+    await rpc(request, contract.MARK_READ, contract.MarkRead(id=message_id))
     return ok(request)

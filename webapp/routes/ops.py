@@ -12,11 +12,14 @@ import importlib.metadata
 import logging
 import platform
 import time
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
+from shared.bus.contract.messages import GC
+from shared.bus.contract.ops import STATS_APP, STATS_DB, SUPPORT, Stats, StatsQuery
 from shared.bus.local import LocalBus
+from shared.bus.rpc import EMPTY, Method, to_builtins
 from shared.errors import ApiError, ErrorCode
 from shared.metrics import PROMETHEUS_CONTENT_TYPE
 from webapp.envelope import ok
@@ -38,12 +41,14 @@ SUPPORT_TIMEOUT_S = 5.0
 _PROCESS_STARTED = time.monotonic()
 
 
-def stats_format(request: web.Request) -> str:
+def stats_format(request: web.Request) -> Literal["json", "prometheus"]:
     """``?format=``: absent or ``json`` → JSON, ``prometheus`` → text; anything else is 1009."""
     fmt = request.query.get("format", "json")
-    if fmt not in FORMATS:
-        raise ApiError(ErrorCode.INVALID_PARAMETER, "format: must be json or prometheus")
-    return fmt
+    if fmt == "json":
+        return "json"
+    if fmt == "prometheus":
+        return "prometheus"
+    raise ApiError(ErrorCode.INVALID_PARAMETER, "format: must be json or prometheus")
 
 
 def prometheus_response(text: str | bytes) -> web.Response:
@@ -52,18 +57,17 @@ def prometheus_response(text: str | bytes) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 
-async def _relay_stats(request: web.Request, method: str, section: str) -> web.Response:
+async def _relay_stats(request: web.Request, method: Method[StatsQuery, Stats], section: str) -> web.Response:
     fmt = stats_format(request)
-    result = await rpc(request, method, {"format": fmt})
+    result = await rpc(request, method, StatsQuery(format=fmt))
+    # ``Stats`` holds either member, so which one came is the one thing the decode cannot check.
     if fmt == "prometheus":
-        text = result.get("text")
-        if not isinstance(text, str):
-            raise ApiError(ErrorCode.GENERIC, "coreapp returned no metrics text")
-        return prometheus_response(text)
-    metrics = result.get("metrics")
-    if not isinstance(metrics, dict):
-        raise ApiError(ErrorCode.GENERIC, "coreapp returned no metrics")
-    return ok(request, {"stats": {section: metrics}})
+        if result.text is None:
+            raise ApiError(ErrorCode.INTERNAL, f"malformed reply from coreapp to {method.name}: no text")
+        return prometheus_response(result.text)
+    if result.metrics is None:
+        raise ApiError(ErrorCode.INTERNAL, f"malformed reply from coreapp to {method.name}: no metrics")
+    return ok(request, {"stats": {section: result.metrics}})
 
 
 _STATS_DOC: dict[str, Any] = {
@@ -78,13 +82,13 @@ _STATS_DOC: dict[str, Any] = {
 @routes.get("/v1/stats/app")
 @doc("coreapp in-memory stats (callbacks, messages, reconnects, gateway)", **_STATS_DOC)
 async def stats_app(request: web.Request) -> web.Response:
-    return await _relay_stats(request, "stats.app", "app")
+    return await _relay_stats(request, STATS_APP, "app")
 
 
 @routes.get("/v1/stats/db")
 @doc("Database stats (transaction timings, retries, row counts)", **_STATS_DOC)
 async def stats_db(request: web.Request) -> web.Response:
-    return await _relay_stats(request, "stats.db", "db")
+    return await _relay_stats(request, STATS_DB, "db")
 
 
 def _webapp_support(request: web.Request) -> dict[str, Any]:
@@ -112,7 +116,8 @@ async def support(request: web.Request) -> web.Response:
     require_admin(request)
     body: dict[str, Any] = {"webapp": _webapp_support(request), "coreapp": None}
     try:
-        body["coreapp"] = await rpc(request, "support.get", {}, timeout_s=SUPPORT_TIMEOUT_S)
+        coreapp = await rpc(request, SUPPORT, EMPTY, timeout_s=SUPPORT_TIMEOUT_S)
+        body["coreapp"] = to_builtins(coreapp)
     except ApiError as exc:
         log.warning("support: coreapp did not answer (%s)", exc)
         body["coreapp_error"] = str(exc)
@@ -131,5 +136,5 @@ async def support(request: web.Request) -> web.Response:
 )
 async def message_gc(request: web.Request) -> web.Response:
     require_admin(request)
-    result = await rpc(request, "messages.gc", {})
-    return ok(request, {"gc": {"deleted": int(result.get("deleted", 0)), "complete": bool(result.get("complete"))}})
+    result = await rpc(request, GC, EMPTY)
+    return ok(request, {"gc": {"deleted": result.deleted, "complete": result.complete}})

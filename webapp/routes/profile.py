@@ -8,10 +8,12 @@ profile POST sets the fields it names and leaves the others (``""`` or ``[]`` cl
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Literal, cast
 
 from aiohttp import web
 
+from shared.bus.contract import settings as contract
+from shared.bus.rpc import EMPTY
 from shared.errors import ApiError, ErrorCode
 from shared.profiles import PHOTO_MAX_BYTES, PHOTO_TYPES, About, BusinessProfile
 from webapp.envelope import ok, read_json, validate
@@ -32,7 +34,7 @@ PHOTO_FORMAT_QUERY = QueryParam("format", {"type": "string"}, "link: answer a UR
 @doc("The profile about text", responses={200: AboutResponse}, admin=True, rpc=True, tags=["profile"])
 async def get_about(request: web.Request) -> web.Response:
     require_admin(request)
-    text = (await rpc(request, "settings.get_profile_about", {})).get("text", "")
+    text = (await rpc(request, contract.GET_PROFILE_ABOUT, EMPTY)).text
     return ok(request, {"settings": {"profile": {"about": {"text": text}}}})
 
 
@@ -41,7 +43,7 @@ async def get_about(request: web.Request) -> web.Response:
 async def patch_about(request: web.Request) -> web.Response:
     require_admin(request)
     about = validate(About, await read_json(request))
-    await rpc(request, "settings.set_profile_about", {"text": about.text})
+    await rpc(request, contract.SET_PROFILE_ABOUT, contract.About(text=about.text))
     return ok(request)
 
 
@@ -59,11 +61,11 @@ async def patch_about(request: web.Request) -> web.Response:
 async def get_photo(request: web.Request) -> web.StreamResponse:
     """The image with its type; ``?format=link`` answers a URL to this endpoint instead."""
     require_admin(request)
-    photo = await rpc(request, "settings.get_profile_photo", {})
+    photo = await rpc(request, contract.GET_PROFILE_PHOTO, EMPTY)
     if request.query.get("format") == "link":
         link = str(request.url.with_query(None))
         return ok(request, {"settings": {"profile": {"photo": {"link": link}}}})
-    return web.Response(body=base64.b64decode(photo["data"]), content_type=photo["content_type"])
+    return web.Response(body=base64.b64decode(photo.data), content_type=photo.content_type)
 
 
 @routes.post(PHOTO)
@@ -84,8 +86,11 @@ async def post_photo(request: web.Request) -> web.Response:
         raise ApiError(ErrorCode.MISSING_PARAMETER, "the body must hold the image")
     if not data.startswith(PHOTO_TYPES[content_type]):
         raise ApiError(ErrorCode.INVALID_PARAMETER, f"the body is not a {content_type} image")
-    payload = {"content_type": content_type, "data": base64.b64encode(data).decode("ascii")}
-    await rpc(request, "settings.set_profile_photo", payload)
+    photo = contract.Photo(
+        content_type=cast(Literal["image/jpeg", "image/png"], content_type),  # one of PHOTO_TYPES, checked above
+        data=base64.b64encode(data).decode("ascii"),
+    )
+    await rpc(request, contract.SET_PROFILE_PHOTO, photo)
     return ok(request)
 
 
@@ -93,7 +98,7 @@ async def post_photo(request: web.Request) -> web.Response:
 @doc("Remove the profile photo", admin=True, rpc=True, tags=["profile"])
 async def delete_photo(request: web.Request) -> web.Response:
     require_admin(request)
-    await rpc(request, "settings.delete_profile_photo", {})
+    await rpc(request, contract.DELETE_PROFILE_PHOTO, EMPTY)
     return ok(request)
 
 
@@ -101,7 +106,7 @@ async def delete_photo(request: web.Request) -> web.Response:
 @doc("The business profile", responses={200: BusinessProfileResponse}, admin=True, rpc=True, tags=["profile"])
 async def get_business_profile(request: web.Request) -> web.Response:
     require_admin(request)
-    stored = (await rpc(request, "settings.get_business_profile", {})).get("profile") or {}
+    stored = (await rpc(request, contract.GET_BUSINESS_PROFILE, EMPTY)).profile
     return ok(request, {"settings": {"business": {"profile": {**BUSINESS_DEFAULTS, **stored}}}})
 
 
@@ -116,7 +121,8 @@ async def get_business_profile(request: web.Request) -> web.Response:
 async def post_business_profile(request: web.Request) -> web.Response:
     require_admin(request)
     profile = validate(BusinessProfile, await read_json(request))
-    await rpc(request, "settings.set_business_profile", {"profile": profile.model_dump(exclude_unset=True)})
+    payload = contract.BusinessProfile(profile=profile.model_dump(exclude_unset=True))
+    await rpc(request, contract.SET_BUSINESS_PROFILE, payload)
     return ok(request)
 
 

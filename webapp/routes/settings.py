@@ -7,7 +7,14 @@ from typing import Any
 from aiohttp import web
 
 from shared.appsettings import ApplicationSettings
-from shared.errors import ApiError, ErrorCode
+from shared.bus.contract.settings import (
+    GET_APPLICATION,
+    PATCH_APPLICATION,
+    RESET_APPLICATION,
+    Application,
+    PatchApplication,
+)
+from shared.bus.rpc import EMPTY
 from webapp.envelope import ok, read_json
 from webapp.openapi import doc
 from webapp.routes.common import require_admin, rpc
@@ -20,18 +27,15 @@ routes = web.RouteTableDef()
 PATH = "/v1/settings/application"
 
 
-def _settings_payload(result: dict[str, Any]) -> dict[str, Any]:
-    application = result.get("application")
-    if not isinstance(application, dict):
-        raise ApiError(ErrorCode.GENERIC, "coreapp returned no application settings")
-    return {"settings": {"application": application}}
+def _settings_payload(result: Application) -> dict[str, Any]:
+    return {"settings": {"application": result.application}}
 
 
 @routes.get(PATH)
 @doc("Application settings", responses={200: ApplicationSettingsResponse}, admin=True, rpc=True, tags=["settings"])
 async def get_application(request: web.Request) -> web.Response:
     require_admin(request)
-    return ok(request, _settings_payload(await rpc(request, "settings.get_application", {})))
+    return ok(request, _settings_payload(await rpc(request, GET_APPLICATION, EMPTY)))
 
 
 @routes.patch(PATH)
@@ -48,7 +52,7 @@ async def patch_application(request: web.Request) -> web.Response:
     require_admin(request)
     allow_http = request.app[WEB_SETTINGS_KEY].allow_http_loopback_webhooks
     partial = validate_application_patch(await read_json(request), allow_http_loopback=allow_http)
-    result = await rpc(request, "settings.patch_application", {"application": partial})
+    result = await rpc(request, PATCH_APPLICATION, PatchApplication(application=partial))
     return ok(request, _settings_payload(result))
 
 
@@ -63,4 +67,4 @@ async def patch_application(request: web.Request) -> web.Response:
 async def reset_application(request: web.Request) -> web.Response:
     """Back to the defaults; the answer is the reset document."""
     require_admin(request)
-    return ok(request, _settings_payload(await rpc(request, "settings.reset_application", {})))
+    return ok(request, _settings_payload(await rpc(request, RESET_APPLICATION, EMPTY)))

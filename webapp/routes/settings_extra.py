@@ -11,6 +11,8 @@ import logging
 import orjson
 from aiohttp import web
 
+from shared.bus.contract import settings as contract
+from shared.bus.rpc import EMPTY
 from shared.errors import ApiError, ErrorCode
 from webapp.envelope import ok, read_json, validate
 from webapp.openapi import doc
@@ -48,8 +50,8 @@ async def _read_large_json(request: web.Request) -> dict[str, object]:
     return body
 
 
-def _providers_payload(result: dict[str, object]) -> dict[str, object]:
-    return {"settings": {"application": {"media": {"providers": result.get("providers", [])}}}}
+def _providers_payload(result: contract.Providers) -> dict[str, object]:
+    return {"settings": {"application": {"media": {"providers": result.providers}}}}
 
 
 @routes.get(PROVIDERS)
@@ -62,7 +64,7 @@ def _providers_payload(result: dict[str, object]) -> dict[str, object]:
 )
 async def get_providers(request: web.Request) -> web.Response:
     require_admin(request)
-    return ok(request, _providers_payload(await rpc(request, "settings.get_media_providers", {})))
+    return ok(request, _providers_payload(await rpc(request, contract.GET_MEDIA_PROVIDERS, EMPTY)))
 
 
 @routes.post(PROVIDERS)
@@ -84,7 +86,7 @@ async def post_providers(request: web.Request) -> web.Response:
     if not isinstance(body, list):
         raise ApiError(ErrorCode.INVALID_REQUEST, "request body must be a JSON array of providers")
     providers = validate_providers(body)
-    await rpc(request, "settings.post_media_providers", {"providers": providers})
+    await rpc(request, contract.POST_MEDIA_PROVIDERS, contract.SetProviders(providers=providers))
     return ok(request)
 
 
@@ -92,7 +94,7 @@ async def post_providers(request: web.Request) -> web.Response:
 @doc("Delete a media provider", admin=True, rpc=True, tags=["settings"])
 async def delete_provider(request: web.Request) -> web.Response:
     require_admin(request)
-    await rpc(request, "settings.delete_media_provider", {"name": request.match_info["name"]})
+    await rpc(request, contract.DELETE_MEDIA_PROVIDER, contract.ProviderName(name=request.match_info["name"]))
     return ok(request)
 
 
@@ -108,8 +110,8 @@ async def delete_provider(request: web.Request) -> web.Response:
 async def backup(request: web.Request) -> web.Response:
     require_admin(request)
     body = validate(BackupRequest, await read_json(request))
-    result = await rpc(request, "settings.backup", {"password": body.password}, BACKUP_TIMEOUT_S)
-    return ok(request, {"settings": {"data": result["data"]}})
+    result = await rpc(request, contract.BACKUP, contract.BackupRequest(password=body.password), BACKUP_TIMEOUT_S)
+    return ok(request, {"settings": {"data": result.data}})
 
 
 @routes.post("/v1/settings/restore")
@@ -117,6 +119,6 @@ async def backup(request: web.Request) -> web.Response:
 async def restore(request: web.Request) -> web.Response:
     require_admin(request)
     body = validate(RestoreRequest, await _read_large_json(request))
-    await rpc(request, "settings.restore", {"password": body.password, "data": body.data}, BACKUP_TIMEOUT_S)
+    await rpc(request, contract.RESTORE, contract.Restore(password=body.password, data=body.data), BACKUP_TIMEOUT_S)
     log.info("restore accepted by coreapp")
     return ok(request)

@@ -9,13 +9,13 @@ cache transaction small while covering any sane batch.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from shared.bus.contract.contacts import MAX_CONTACTS, CheckContacts, IdentityReply
 from webapp.schemas.base import RequestModel
 
-MAX_CONTACTS = 1000
 MAX_CONTACT_LENGTH = 64
 
 Contact = Annotated[str, Field(min_length=1, max_length=MAX_CONTACT_LENGTH)]
@@ -26,8 +26,8 @@ class ContactsBody(RequestModel):
     contacts: Annotated[list[Contact], Field(min_length=1, max_length=MAX_CONTACTS)]
     force_check: bool = False
 
-    def rpc_payload(self) -> dict[str, Any]:
-        return {"blocking": self.blocking, "contacts": list(self.contacts), "force_check": self.force_check}
+    def rpc_payload(self) -> CheckContacts:
+        return CheckContacts(contacts=list(self.contacts), blocking=self.blocking, force_check=self.force_check)
 
 
 class IdentityAckBody(RequestModel):
@@ -36,11 +36,5 @@ class IdentityAckBody(RequestModel):
     hash: Annotated[str, Field(min_length=1, max_length=128, description="the hash GET shows (and the webhook)")]
 
 
-class IdentityView(BaseModel):
-    hash: str = Field(description="fingerprint of the contact's identity change")
-    created_timestamp: int = Field(description="when the identity changed (epoch seconds)")
-    acknowledged: bool
-
-
-class IdentityResponse(BaseModel):
-    identity: list[IdentityView]
+IdentityResponse = IdentityReply
+"""``GET``/``PUT /v1/contacts/{wa_id}/identity`` answer coreapp's reply as it is."""

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import msgspec
 from pydantic import Discriminator, Tag, field_validator
 
+from shared.bus.contract.messages import SendMessage
 from shared.errors import ApiError, ErrorCode
+from shared.message_types import OUTBOUND, MessageType
 from webapp.envelope import validate
 from webapp.schemas.base import RequestModel, onprem_error
 from webapp.schemas.message_base import MessageBase
@@ -55,24 +58,32 @@ class TextMessage(MessageBase):
     """Text only (reference §2.6): on any other type it is an unexpected parameter (1010)."""
 
 
-_MODELS: dict[str, type[MessageBase]] = {
-    "text": TextMessage,
-    "image": ImageMessage,
-    "audio": AudioMessage,
-    "video": VideoMessage,
-    "document": DocumentMessage,
-    "sticker": StickerMessage,
-    "location": LocationMessage,
-    "contacts": ContactsMessage,
-    "template": TemplateMessage,
-    "hsm": HsmMessage,
-    "reaction": ReactionMessage,
+_MODELS: dict[MessageType, type[MessageBase]] = {
+    MessageType.TEXT: TextMessage,
+    MessageType.IMAGE: ImageMessage,
+    MessageType.AUDIO: AudioMessage,
+    MessageType.VIDEO: VideoMessage,
+    MessageType.DOCUMENT: DocumentMessage,
+    MessageType.STICKER: StickerMessage,
+    MessageType.LOCATION: LocationMessage,
+    MessageType.CONTACTS: ContactsMessage,
+    MessageType.TEMPLATE: TemplateMessage,
+    MessageType.HSM: HsmMessage,
+    MessageType.REACTION: ReactionMessage,
 }
+"""One model per outbound type; ``interactive`` has one per ``interactive.type`` instead."""
 _INTERACTIVE_MODELS: dict[str, type[MessageBase]] = {
     "button": InteractiveButtonMessage,
     "list": InteractiveListMessage,
 }
-MESSAGE_TYPES = frozenset(_MODELS) | {"interactive"}
+MESSAGE_TYPES: frozenset[MessageType] = OUTBOUND
+"""What ``type`` may be: ``shared.message_types.OUTBOUND``."""
+assert set(_MODELS) == OUTBOUND - {MessageType.INTERACTIVE}, "a model per outbound message type"
+assert all(
+    set(model.model_fields) <= set(SendMessage.__struct_fields__)
+    for model in (*_MODELS.values(), *_INTERACTIVE_MODELS.values())
+), "SendMessage carries every field a message model validates"
+_TYPE_NAMES = ", ".join(sorted(MESSAGE_TYPES))
 
 
 def _tag(data: Any, key: str) -> Any:
@@ -111,9 +122,9 @@ def _model_for(data: dict[str, Any]) -> type[MessageBase]:
     if kind is None:
         raise ApiError(ErrorCode.MISSING_PARAMETER, "type: required parameter is missing")
     if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
-        raise ApiError(ErrorCode.INVALID_PARAMETER, "type: must be one of " + ", ".join(sorted(MESSAGE_TYPES)))
-    if kind != "interactive":
-        return _MODELS[kind]
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "type: must be one of " + _TYPE_NAMES)
+    if kind != MessageType.INTERACTIVE:
+        return _MODELS[MessageType(kind)]
     interactive = data.get("interactive")
     if interactive is None:
         raise ApiError(ErrorCode.MISSING_PARAMETER, "interactive: required parameter is missing")
@@ -145,9 +156,10 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def to_rpc_payload(message: MessageBase) -> dict[str, Any]:
-    """What ``messages.send`` receives: the validated body with ``to`` normalised, unset optionals dropped."""
-    return message.model_dump(mode="json", exclude_none=True)
+def send_request(message: MessageBase) -> SendMessage:
+    """What ``messages.send`` receives: the validated body with ``to`` normalised, unset optionals dropped (they
+    stay ``UNSET`` in the struct, so it encodes to exactly this JSON)."""
+    return msgspec.convert(message.model_dump(mode="json", exclude_none=True), SendMessage)
 
 
 class MarkRead(RequestModel):

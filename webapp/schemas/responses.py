@@ -6,11 +6,17 @@ extra keys; the envelope models are the contract of every answer: ``meta`` alway
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.appsettings import ApplicationSettings
+from shared.bus.contract.contacts import Contacts
+from shared.bus.contract.health import Health
+from shared.bus.contract.messages import GcResult
+from shared.bus.contract.ops import Support as CoreSupport
+from shared.config import BusKind
 
 
 class Meta(BaseModel):
@@ -78,19 +84,7 @@ class AccountCodeSent(BaseModel):
     account: list[VName]
 
 
-class HealthError(BaseModel):
-    code: int
-    title: str
-    details: str | None = None
-
-
-class Health(BaseModel):
-    gateway_status: Literal["connected", "connecting", "disconnected", "uninitialized", "unregistered"]
-    errors: list[HealthError] | None = None
-    """Only while coreapp reports a critical condition (e.g. a nearly full disk)."""
-
-
-class HealthResponse(BaseModel):
+class HealthResponse(msgspec.Struct):
     health: Health
 
 
@@ -137,42 +131,26 @@ class StatsResponse(BaseModel):
     stats: dict[str, dict[str, MetricFamily]]
 
 
-class CoreSupport(BaseModel):
+class WebSupport(msgspec.Struct):
     version: str
     client_version: str
     python: str
-    uptime_s: float
-    gateway_status: str
-    registered: bool
-    db_engine: Literal["MYSQL", "PGSQL", "SQLITE"]
-    bus: Literal["LOCAL", "MQTT"]
-    counts: dict[str, int]
+    uptime_s: Annotated[float, msgspec.Meta(description="seconds since the webapp process started")]
+    bus: BusKind
 
 
-class WebSupport(BaseModel):
-    version: str
-    client_version: str
-    python: str
-    uptime_s: float = Field(description="seconds since the webapp process started")
-    bus: Literal["LOCAL", "MQTT"]
-
-
-class Support(BaseModel):
+class SupportDetails(msgspec.Struct):
     webapp: WebSupport
-    coreapp: CoreSupport | None = Field(description="null when coreapp did not answer")
+    coreapp: Annotated[CoreSupport, msgspec.Meta(description="coreapp's support.get reply")] | None
+    """``null`` when coreapp did not answer; ``coreapp_error`` then says why."""
     coreapp_error: str | None = None
 
 
-class SupportResponse(BaseModel):
-    support: Support
+class SupportResponse(msgspec.Struct):
+    support: SupportDetails
 
 
-class GcResult(BaseModel):
-    deleted: int = Field(ge=0, description="messages deleted (with their receipt log rows)")
-    complete: bool = Field(description="false when the time budget ran out first: call again to continue")
-
-
-class GcResponse(BaseModel):
+class GcResponse(msgspec.Struct):
     gc: GcResult
 
 
@@ -195,14 +173,8 @@ class MediaUploadResponse(BaseModel):
     media: list[MediaIdEntry] = Field(min_length=1, max_length=1)
 
 
-class ContactResult(BaseModel):
-    input: str
-    status: Literal["valid", "invalid", "processing"]
-    wa_id: str | None = Field(default=None, description="only for valid contacts")
-
-
-class ContactsResponse(BaseModel):
-    contacts: list[ContactResult] = Field(description="one entry per input, in order")
+ContactsResponse = Contacts
+"""``POST /v1/contacts`` answers coreapp's reply as it is."""
 
 
 # --- media providers, backup, profile ------------------------------------------------------------------------

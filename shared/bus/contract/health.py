@@ -1,0 +1,41 @@
+"""``health.get``: the gateway status that ``/v1/health`` reports."""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from shared.bus.rpc import Empty, Method
+
+
+class GatewayStatus(enum.StrEnum):
+    """``/v1/health`` ``gateway_status``."""
+
+    CONNECTED = "connected"
+    CONNECTING = "connecting"
+    DISCONNECTED = "disconnected"
+    UNINITIALIZED = "uninitialized"
+    UNREGISTERED = "unregistered"
+
+
+class CriticalError(msgspec.Struct, omit_defaults=True):
+    """A condition that holds right now (DESIGN §3), e.g. a nearly full disk: 1016 with what and where."""
+
+    code: int
+    title: str
+    details: str | None = None
+
+
+class Health(msgspec.Struct, omit_defaults=True):
+    gateway_status: GatewayStatus
+    errors: list[CriticalError] = []
+
+
+HEALTH = Method(
+    "health.get",
+    Empty,
+    Health,
+    doc="`gateway_status`, plus `errors` (`[{code: 1016, …}]`) only while a critical condition holds (disk under "
+    "`WA_DISK_MIN_FREE_MB`)",
+)

@@ -1,0 +1,88 @@
+"""``messages.*``: send, mark as read, and the message garbage collection (reference §2.6, §2.10)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from shared.bus.contract.types import JsonObject, NonEmpty
+from shared.bus.rpc import Empty, Method
+from shared.message_types import MessageType
+
+
+class SendMessage(msgspec.Struct):
+    """The ``/v1/messages`` body as webapp validated and normalised it (``to`` digits only, defaults filled in).
+
+    The type's object is the member named by ``type`` (``text``, ``image``, …, ``contacts`` a list); its shape is
+    owned by webapp's request models (``webapp/schemas``), so here it is a JSON object that coreapp composes
+    into the encrypted content.  Members left out stay ``UNSET`` and are not encoded: the request carries
+    exactly the body that was validated.
+    """
+
+    to: str
+    type: MessageType = MessageType.TEXT
+    recipient_type: str | UnsetType = UNSET
+    preview_url: bool | UnsetType = UNSET
+    ttl: JsonObject | UnsetType = UNSET
+    text: JsonObject | UnsetType = UNSET
+    image: JsonObject | UnsetType = UNSET
+    audio: JsonObject | UnsetType = UNSET
+    video: JsonObject | UnsetType = UNSET
+    document: JsonObject | UnsetType = UNSET
+    sticker: JsonObject | UnsetType = UNSET
+    location: JsonObject | UnsetType = UNSET
+    contacts: list[JsonObject] | UnsetType = UNSET
+    interactive: JsonObject | UnsetType = UNSET
+    template: JsonObject | UnsetType = UNSET
+    hsm: JsonObject | UnsetType = UNSET
+    reaction: JsonObject | UnsetType = UNSET
+
+    def body(self) -> JsonObject | list[JsonObject] | None:
+        """The object of this message's type (``None`` when the caller left it out)."""
+        value = getattr(self, self.type.value, UNSET)
+        return None if value is UNSET else value
+
+
+class SentMessage(msgspec.Struct):
+    id: NonEmpty
+
+
+class MarkRead(msgspec.Struct):
+    id: NonEmpty
+
+
+class GcResult(msgspec.Struct):
+    deleted: Annotated[int, msgspec.Meta(ge=0, description="messages deleted (with their receipt log rows)")]
+    complete: Annotated[
+        bool, msgspec.Meta(description="false when the time budget ran out first: call again to continue")
+    ]
+
+
+SEND = Method(
+    "messages.send",
+    SendMessage,
+    SentMessage,
+    doc="`id` of the message, only after its row is committed",
+    errors="1011 not ready, 1013 invalid recipient format, 1021 sending to self, 1016 disk nearly full, 1028 identity "
+    "change not acknowledged; template/hsm: 2001 missing (not in the synced cache for namespace + name + language; "
+    "`deterministic` = exact code, `fallback` = also another locale of the language), 2060/2061/2062 "
+    "rejected/paused/disabled, 2000 body parameter count ≠ distinct `{{n}}` of the BODY text, 2005 hydrated body "
+    "> 1024; media: the media service's errors, 1009 when there is none",
+)
+MARK_READ = Method(
+    "messages.mark_read",
+    MarkRead,
+    Empty,
+    doc="`{}` once the network acked the `ReadReceipt`; the inbound row's status becomes `read`",
+    errors="1006 unknown id, 1009 an outbound id, 1011 not ready",
+)
+GC = Method(
+    "messages.gc",
+    Empty,
+    GcResult,
+    doc="deletes outbound read/failed after 7 days, delivered after 30, inbound after 30 (by last change / arrival) "
+    "with their `message_receipt_log` rows, in batches of 500, within min(20 s, RPC timeout / 2); never "
+    "`webhook_outbox`. `complete: false` = budget spent, call again",
+)
