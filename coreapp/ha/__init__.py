@@ -1,0 +1,1 @@
+"""Multiconnect and high availability: leases on the database, roles and shards built on them (DESIGN §12)."""
