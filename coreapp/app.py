@@ -39,6 +39,7 @@ from coreapp.services.inbound import InboundService, SystemNotices
 from coreapp.services.keys import IdentityAcks, IdentityChangeHandler, KeyService
 from coreapp.services.mark_read import ReadMarker
 from coreapp.services.media import MediaService
+from coreapp.services.media_links import LinkFetcher
 from coreapp.services.outbound import OutboundSender
 from coreapp.services.receipts import ReceiptService
 from coreapp.services.registration import RegistrationService
@@ -60,6 +61,7 @@ from shared.config import Settings
 from shared.db.engine import Database
 from shared.db.migrate import migrate
 from shared.ids import WaId
+from shared.netguard import AddressPolicy
 from shared.tasks import TaskSupervisor
 from shared.wire.frames import Deliver, IdentityChanged, Receipt
 
@@ -181,14 +183,17 @@ class CoreApp:
         await run_migrations(settings)
         db = await Database.connect(settings.db)
         stores = Stores.build(db)
+        targets = AddressPolicy.from_settings(settings.fetch)
+        max_bytes = settings.web.max_upload_bytes
+        fetcher = LinkFetcher(targets, stores.settings, max_bytes, connect_timeout_s=settings.chat.connect_timeout_s)
         media = MediaService(
-            settings.chat, settings.paths.media_dir, stores.settings, settings.web.max_upload_bytes, links=chat
+            settings.chat, settings.paths.media_dir, stores.settings, max_bytes, links=chat, fetcher=fetcher
         )
         keys = KeyService(stores.keys)
         has_identity = await keys.load()
         webhook_ca = WebhookCa(stores.settings)
         dispatcher = WebhookDispatcher(
-            db, stores.webhooks, stores.settings, supervisor, ssl_context_provider=webhook_ca.context
+            db, stores.webhooks, stores.settings, supervisor, ssl_context_provider=webhook_ca.context, targets=targets
         )
         await dispatcher.start()
         disk = self._build_disk_guard(db, stores.webhooks, dispatcher)

@@ -50,6 +50,8 @@ EMBEDDED_DEFAULTS: dict[tuple[str, str], Any] = {
     ("web", "host"): "127.0.0.1",
     ("web", "port"): 9090,
     ("web", "allow_http_loopback_webhooks"): True,
+    # Webhook receivers and media links on this machine (``webhook-echo``): the only mode that allows loopback.
+    ("fetch", "allow_loopback"): True,
     ("sandbox", "host"): "127.0.0.1",
     ("sandbox", "port"): 5222,
     ("sandbox", "fallback_port"): 8443,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -138,6 +139,41 @@ class WebSettings(_Section):
         return hashlib.sha256(value.encode("ascii")).digest()
 
 
+_HOST_NAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class FetchSettings(_Section):
+    """Where coreapp may send requests whose target a client names (media links, webhook URLs).
+
+    By default only public addresses (``shared.netguard``); ``allow`` admits internal hosts a deployment fetches
+    from on purpose, ``allow_loopback`` this machine (the embedded launcher turns it on, nothing else does)."""
+
+    allow: tuple[str, ...] = ()
+    """CIDRs (``10.1.2.0/24``, ``fd00::/8``, a bare address) and host names (``media.corp``, ``*.corp``: subdomains)."""
+    allow_loopback: bool = False
+
+    @field_validator("allow", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("allow")
+    @classmethod
+    def _entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for entry in value:
+            try:
+                out.append(str(ipaddress.ip_network(entry, strict=False)))
+                continue
+            except ValueError:
+                pass
+            name = entry.lower().rstrip(".")
+            if not _HOST_NAME.fullmatch(name):
+                raise ValueError(f"{entry!r} is neither a CIDR nor a host name")
+            out.append(name)
+        return tuple(out)
+
+
 class SandboxSettings(_Section):
     """chatd: the network sandbox."""
 
@@ -192,6 +228,7 @@ class Settings(_Section):
     sandbox: SandboxSettings = SandboxSettings()
     log: LogSettings = LogSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    fetch: FetchSettings = FetchSettings()
     embedded: bool = False
 
     @model_validator(mode="after")
@@ -260,6 +297,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_GC_INBOUND_RETENTION_DAYS": ("maintenance", "gc_inbound_retention_days"),
     "WA_DISK_MIN_FREE_MB": ("maintenance", "disk_min_free_mb"),
     "WA_DISK_CHECK_INTERVAL": ("maintenance", "disk_check_interval_s"),
+    "WA_FETCH_ALLOW": ("fetch", "allow"),
+    "WA_FETCH_ALLOW_LOOPBACK": ("fetch", "allow_loopback"),
     "WA_EMBEDDED": ("", "embedded"),
 }
 

@@ -85,9 +85,29 @@ class ProviderConfig(_Strict):
 
 
 class MediaProvider(_Strict):
+    """Reference §2.6 plus ``url_prefix`` (ours): the provider's credentials go only to links under it
+    (``shared.netguard.under_prefix``); a provider without one never has its credentials sent."""
+
     name: str = Field(min_length=1, max_length=128)
     type: Literal["www"] = "www"
+    url_prefix: str | None = Field(default=None, min_length=1, max_length=2048)
     config: ProviderConfig
+
+    @field_validator("url_prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise ValueError("not a URL") from None
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        if parts.username is not None or parts.query or parts.fragment or "@" in parts.netloc:
+            raise ValueError("must have no credentials, query or fragment")
+        return value
 
 
 def masked_provider(stored: dict[str, Any]) -> dict[str, Any]:

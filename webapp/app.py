@@ -19,6 +19,7 @@ from shared.config import Settings
 from shared.db.engine import Database
 from shared.db.migrate import migrate
 from shared.media_files import MediaFiles
+from shared.netguard import AddressPolicy
 from shared.tasks import TaskSupervisor
 from webapp.access_log import AccessLogger
 from webapp.auth import API_KEY_ROUTES, Authenticator, load_jwt_key
@@ -28,7 +29,7 @@ from webapp.metrics import WebMetrics
 from webapp.middleware import auth_middleware, error_middleware, metrics_middleware
 from webapp.routes import ROUTES
 from webapp.routes.media import MEDIA_FILES_KEY
-from webapp.state import AUTH_KEY, BUS_KEY, METRICS_KEY, RPC_TIMEOUT_KEY, VERSION_KEY, WEB_SETTINGS_KEY
+from webapp.state import AUTH_KEY, BUS_KEY, METRICS_KEY, RPC_TIMEOUT_KEY, TARGETS_KEY, VERSION_KEY, WEB_SETTINGS_KEY
 from webapp.storage import WebStorage
 from webapp.tls import ensure_certificate, server_context
 
@@ -53,6 +54,7 @@ def build_app(settings: Settings, bus: Bus, auth: Authenticator, metrics: WebMet
     )
     app[VERSION_KEY] = settings.chat.client_version
     app[WEB_SETTINGS_KEY] = settings.web
+    app[TARGETS_KEY] = AddressPolicy.from_settings(settings.fetch)
     app[BUS_KEY] = bus
     app[RPC_TIMEOUT_KEY] = settings.bus.rpc_timeout_s
     app[AUTH_KEY] = auth

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from shared.bus.base import Bus
 from shared.config import WebSettings
+from shared.netguard import AddressPolicy
 
 if TYPE_CHECKING:
     from webapp.auth import Authenticator, Principal
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 VERSION_KEY = web.AppKey("openprem.version", str)
 """The client version reported in every ``meta``."""
 WEB_SETTINGS_KEY = web.AppKey("openprem.web_settings", WebSettings)
+TARGETS_KEY = web.AppKey("openprem.targets", AddressPolicy)
+"""Where coreapp may send requests a client names (``WA_FETCH_ALLOW``): webhook URLs are checked against it too."""
 BUS_KEY = web.AppKey("openprem.bus", Bus)
 RPC_TIMEOUT_KEY = web.AppKey("openprem.rpc_timeout_s", float)
 AUTH_KEY: web.AppKey[Authenticator] = web.AppKey("openprem.auth")

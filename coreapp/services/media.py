@@ -1,11 +1,13 @@
 """Media in coreapp: prepare files for sending (encrypt + upload) and fetch received ones (download + decrypt).
 
 Sending: the file comes from the media volume (an id from ``POST /v1/media``) or from a ``link`` (optionally with
-a configured provider's bearer or basic credentials); it is encrypted with a fresh media key
+a configured provider's bearer or basic credentials), fetched by ``media_links.LinkFetcher`` from public addresses
+only (no server-side request forgery); it is encrypted with a fresh media key
 (``shared.wire.media``) and uploaded to the network's media host, and the message carries
 ``{"url", "direct_path", "media_key" (base64), "sha256", "enc_sha256" (hex), "mime_type", "file_length",
 "caption"?, "filename"?}``.  Every failure is synchronous (the send is refused before a message id exists):
-unknown id → 1006; download error or wrong type → 1009 with the reason; media host unreachable → 1011.
+unknown id → 1006; link not fetched → 1009 "media could not be fetched" (the reason in the log); wrong type → 1009
+with the reason; media host unreachable → 1011.
 
 Receiving: per ``media.auto_download`` the blob is fetched from the media host by ``direct_path``, checked and
 decrypted, and stored on the media volume under a new id; the webhook's media object is
@@ -37,6 +39,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from coreapp.chat.errors import ChatRemoteError, ChatUnavailable
+from coreapp.services.media_links import LinkFetcher, TooLarge, read_limited
 from coreapp.storage.settings import SettingsStore
 from shared.config import ChatSettings
 from shared.errors import ApiError, ErrorCode
@@ -47,10 +50,8 @@ from shared.wire.media import MEDIA_MESSAGE_TYPES, MediaError, MediaKeys, decryp
 
 log = logging.getLogger("openprem.coreapp.media")
 
-PROVIDERS_SETTING = "media_providers"
 DOWNLOAD_TIMEOUT_S = 120.0
 LOGIN_WAIT_S = 10.0
-_CHUNK = 256 * 1024
 _DIRECT_PATH = re.compile(r"^/[A-Za-z0-9_./-]{1,512}$")
 _SHOWN = ("caption", "filename")
 REUSE_UPLOAD_S = 7 * 24 * 3600
@@ -87,26 +88,18 @@ def _invalid(details: str) -> ApiError:
     return ApiError(ErrorCode.INVALID_PARAMETER, details)
 
 
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    if (resp.content_length or 0) > limit:
-        raise _TooLarge
-    data = bytearray()
-    async for chunk in resp.content.iter_chunked(_CHUNK):
-        data += chunk
-        if len(data) > limit:
-            raise _TooLarge
-    return bytes(data)
-
-
 class MediaService:
     def __init__(
-        self, chat: ChatSettings, media_dir: Path, settings: SettingsStore, max_bytes: int, links: MediaLinkSource
+        self,
+        chat: ChatSettings,
+        media_dir: Path,
+        settings: SettingsStore,
+        max_bytes: int,
+        links: MediaLinkSource,
+        fetcher: LinkFetcher,
     ) -> None:
         self._chat = chat
+        self._fetcher = fetcher
         self._files = MediaFiles(media_dir)
         self._settings = settings
         self._max_bytes = max_bytes
@@ -121,6 +114,7 @@ class MediaService:
         self._ssl: ssl.SSLContext | None = None
 
     async def close(self) -> None:
+        await self._fetcher.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -202,7 +196,8 @@ class MediaService:
             if reused is not None:
                 return {**reused, **shown}
         elif isinstance(link, str) and link:
-            mime, data = await self._fetch_link(message_type, link, media.get("provider"))
+            declared, data = await self._fetcher.fetch(message_type, link, media.get("provider"))
+            mime = _type_of(message_type, declared, data)
         else:
             raise ApiError(ErrorCode.MISSING_PARAMETER, f"{message_type}: id or link is required")
         if not allowed_for_message(message_type, mime):
@@ -239,44 +234,6 @@ class MediaService:
             raise ApiError(ErrorCode.NOT_FOUND, f"{message_type}.id: media not found")
         meta, data = found
         return meta.mime_type, data
-
-    async def _fetch_link(self, message_type: str, link: str, provider: Any) -> tuple[str, bytes]:
-        if not link.startswith(("https://", "http://")):
-            raise _invalid(f"{message_type}.link must be an http(s) URL")
-        headers = await self._provider_auth(message_type, provider)
-        http = await self._http()
-        try:
-            async with http.get(link, headers=headers) as resp:
-                if resp.status != 200:
-                    raise _invalid(f"media download error: {message_type}.link answered HTTP {resp.status}")
-                data = await _read_limited(resp, self._max_bytes)
-                declared = resp.headers.get("Content-Type", "")
-        except _TooLarge:
-            raise _invalid(f"media download error: the file is larger than {self._max_bytes} bytes") from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _invalid(f"media download error: {type(exc).__name__} fetching {message_type}.link") from None
-        if not data:
-            raise _invalid(f"media download error: {message_type}.link returned an empty file")
-        return _type_of(message_type, declared, data), data
-
-    async def _provider_auth(self, message_type: str, provider: Any) -> dict[str, str]:
-        """The ``Authorization`` header of a configured media provider (bearer or basic), if one is named."""
-        if provider is None:
-            return {}
-        name = provider.get("name") if isinstance(provider, dict) else None
-        if not isinstance(name, str) or not name:
-            raise _invalid(f"{message_type}.provider.name must be a string")
-        stored = await self._settings.get(PROVIDERS_SETTING)
-        found = next((p for p in stored or [] if isinstance(p, dict) and p.get("name") == name), None)
-        if found is None:
-            raise _invalid(f"{message_type}.provider: no media provider named {name!r} is configured")
-        config = found.get("config") or {}
-        bearer, basic = config.get("bearer"), config.get("basic")
-        if isinstance(bearer, str) and bearer:
-            return {"Authorization": f"Bearer {bearer}"}
-        if isinstance(basic, dict) and isinstance(basic.get("username"), str):
-            return {"Authorization": aiohttp.encode_basic_auth(basic["username"], str(basic.get("password", "")))}
-        return {}
 
     async def _upload(self, blob: bytes) -> dict[str, str]:
         host = await self._media_host()
@@ -344,8 +301,8 @@ class MediaService:
             async with http.get(f"{host}{path}", ssl=tls, server_hostname=self._chat.server_name) as resp:
                 if resp.status != 200:
                     raise MediaError(f"the media host answered HTTP {resp.status}")
-                blob = await _read_limited(resp, 2 * self._max_bytes)
-        except _TooLarge:
+                blob = await read_limited(resp, 2 * self._max_bytes)
+        except TooLarge:
             raise MediaError("the encrypted file is too large") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise MediaError(f"the media host is unreachable ({type(exc).__name__})") from None

@@ -23,6 +23,11 @@ request body (before any JSON parsing) with the same secret and compare with ``h
 attempt goes to the ``webhook_log`` table (host only, status or error, latency), kept to the newest
 ``LOG_KEEP_ROWS`` rows and ``LOG_KEEP_S`` of age, readable with ``GET /v1/webhooks/log``.
 
+Targets (``shared.netguard``): ``webhooks.url`` is checked at every attempt, on the address actually connected to,
+against the same policy as media links: public addresses only, unless ``WA_FETCH_ALLOW`` lists the host or its
+network (``WA_FETCH_ALLOW_LOOPBACK`` in the embedded default).  A refused target is a failed attempt like an
+unreachable one (logged with the reason, retried on backoff), and redirects are never followed.
+
 Time: ``clock`` (epoch seconds) decides what is due, ``sleeper`` does the waiting; tests inject both.
 
 Delivered rows are deleted in groups, off the delivery path: after a 200 the row's ``seq`` joins ``_delivered``
@@ -53,6 +58,7 @@ from coreapp.storage.webhooks import OutboxRow, WebhookStore
 from shared.appsettings import ApplicationSettings
 from shared.bus.contract.ops import WebhookLogEntry
 from shared.db.engine import Database
+from shared.netguard import AddressPolicy, TargetRefused, refusal_in
 from shared.tasks import TaskSupervisor, first_completed
 
 log = logging.getLogger("openprem.coreapp.webhooks")
@@ -147,6 +153,7 @@ class WebhookDispatcher:
         clock: Callable[[], float] = time.time,
         *,
         ssl_context_provider: SslContextProvider | None = None,
+        targets: AddressPolicy | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         idle_poll_s: float = IDLE_POLL_S,
         sleeper: Sleeper = asyncio.sleep,
@@ -158,6 +165,7 @@ class WebhookDispatcher:
         self._clock = clock
         self._sleeper = sleeper
         self._ssl_context_provider = ssl_context_provider
+        self._targets = targets if targets is not None else AddressPolicy()
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._idle_poll_s = idle_poll_s
         self._wake = asyncio.Event()
@@ -184,7 +192,7 @@ class WebhookDispatcher:
     async def start(self) -> None:
         if self._task is not None:
             return
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        self._session = aiohttp.ClientSession(connector=self._targets.connector(), timeout=self._timeout)
         self._settings.add_listener(self._on_settings)
         self._task = self._supervisor.spawn_forever("webhooks.dispatcher", self._run, restart_delay_s=2.0)
         self._deleter = self._supervisor.spawn_forever("webhooks.deleter", self._delete_loop, restart_delay_s=1.0)
@@ -358,6 +366,7 @@ class WebhookDispatcher:
         error: str | None
         status: int | None = None
         try:
+            self._targets.check_url(url)
             async with self._session.post(
                 url,
                 data=data,
@@ -370,10 +379,16 @@ class WebhookDispatcher:
                 error = None if resp.status == 200 else f"HTTP {resp.status}"
         except TimeoutError:
             result, error = "timeout", f"timeout after {self._timeout.total}s"
+        except TargetRefused as exc:  # its text names the host, never the path or query
+            result, error = "refused", f"target not allowed: {exc}"
         except (aiohttp.InvalidURL, ValueError) as exc:
             result = error = type(exc).__name__  # its text repeats the URL, query (and any token) included
         except (aiohttp.ClientError, OSError) as exc:
-            result, error = type(exc).__name__, f"{type(exc).__name__}: {exc}"
+            refused = refusal_in(exc)
+            if refused is not None:
+                result, error = "refused", f"target not allowed: {refused}"
+            else:
+                result, error = type(exc).__name__, f"{type(exc).__name__}: {exc}"
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         self.stats.record(result, row.kind.value, elapsed_ms)
         self._log(row, url, status, error, elapsed_ms)

@@ -16,7 +16,7 @@ import pytest
 from chatd.app import Chatd
 from coreapp.app import CoreApp
 from shared.bus.local import LocalBus
-from shared.config import ChatSettings, DbEngine, DbSettings, PathSettings, SandboxSettings, Settings
+from shared.config import ChatSettings, DbEngine, DbSettings, FetchSettings, PathSettings, SandboxSettings, Settings
 
 BUSINESS_CC = "1"
 BUSINESS_NUMBER = "6315551000"
@@ -94,7 +94,12 @@ class Core:
 
 
 def core_settings(
-    db: DbSettings, sandbox: Sandbox, *, port: int | None = None, fallback: int | None = None
+    db: DbSettings,
+    sandbox: Sandbox,
+    *,
+    port: int | None = None,
+    fallback: int | None = None,
+    fetch: FetchSettings | None = None,
 ) -> Settings:
     chat = ChatSettings(
         host="127.0.0.1",
@@ -106,7 +111,9 @@ def core_settings(
         offline_drain_timeout_s=5.0,
     )
     media_dir = sandbox.settings.data_dir.parent / "media"
-    return Settings(db=db, chat=chat, paths=PathSettings(media_dir=media_dir))
+    # The tests' webhook receivers and file servers are on loopback: allowed as in the embedded default.
+    fetch = fetch or FetchSettings(allow_loopback=True)
+    return Settings(db=db, chat=chat, paths=PathSettings(media_dir=media_dir), fetch=fetch)
 
 
 @pytest.fixture

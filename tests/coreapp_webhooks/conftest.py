@@ -17,6 +17,10 @@ from coreapp.storage.webhooks import WebhookKind, WebhookStore
 from shared.config import DbSettings
 from shared.db.engine import Database
 from shared.ids import EventId
+from shared.netguard import AddressPolicy
+
+LOOPBACK = AddressPolicy(allow_loopback=True)
+"""The receivers here listen on 127.0.0.1: allowed as in the embedded default (``WA_FETCH_ALLOW_LOOPBACK``)."""
 
 
 async def create_tables(db: Database) -> None:

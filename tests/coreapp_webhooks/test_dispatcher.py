@@ -15,7 +15,7 @@ from shared.appsettings import ApplicationSettings, apply_patch
 from shared.config import DbSettings
 from shared.db.engine import Database
 from shared.tasks import TaskSupervisor
-from tests.coreapp_webhooks.conftest import Receiver, enqueue, wait_until
+from tests.coreapp_webhooks.conftest import LOOPBACK, Receiver, enqueue, wait_until
 
 Factory = Callable[..., WebhookDispatcher]
 
@@ -31,6 +31,7 @@ async def make_dispatcher(db: Database, store: WebhookStore, settings_store: Set
             kwargs.pop("store", store),  # type: ignore[arg-type]
             kwargs.pop("settings_store", settings_store),  # type: ignore[arg-type]
             supervisor,
+            targets=kwargs.pop("targets", LOOPBACK),  # type: ignore[arg-type]
             **kwargs,  # type: ignore[arg-type]
         )
         made.append(d)

@@ -21,7 +21,7 @@ from shared.appsettings import ApplicationSettings, apply_patch
 from shared.bus.contract.ops import WebhookLogEntry
 from shared.db.engine import Database
 from shared.tasks import TaskSupervisor
-from tests.coreapp_webhooks.conftest import Receiver, wait_until
+from tests.coreapp_webhooks.conftest import LOOPBACK, Receiver, wait_until
 
 BACKOFF_MS = 3000
 CAP_MS = 30_000
@@ -89,7 +89,7 @@ async def test_ten_minute_outage_loses_nothing_and_keeps_order(
         }
     )
     dispatcher = WebhookDispatcher(
-        db, store, settings_store, supervisor, fake.clock, sleeper=fake.sleep, idle_poll_s=1.0
+        db, store, settings_store, supervisor, fake.clock, sleeper=fake.sleep, idle_poll_s=1.0, targets=LOOPBACK
     )
     await dispatcher.start()
     expected: dict[str, list[str]] = defaultdict(list)
@@ -182,7 +182,7 @@ async def test_partitions_go_in_parallel_but_one_at_a_time_each(
             body = payloads.status(f"m{round_}", peer, "delivered", 1)
             await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, WebhookKind.STATUS_CHANGE, b))
     await settings_store.patch_application({"webhooks": {"url": receiver.url, "max_concurrent_requests": 6}})
-    dispatcher = WebhookDispatcher(db, store, settings_store, supervisor)
+    dispatcher = WebhookDispatcher(db, store, settings_store, supervisor, targets=LOOPBACK)
     await dispatcher.start()
     try:
         await wait_until(lambda: len(receiver.delivered()) == 30)
@@ -204,7 +204,7 @@ async def test_a_failing_head_pauses_every_partition(
     )
     first = payloads.status("a", "1777", "delivered", 1)
     await db.run("test.enqueue", lambda c: store.enqueue_txn(c, WebhookKind.STATUS_CHANGE, first))
-    dispatcher = WebhookDispatcher(db, store, settings_store, supervisor)
+    dispatcher = WebhookDispatcher(db, store, settings_store, supervisor, targets=LOOPBACK)
     await dispatcher.start()
     try:
         await wait_until(lambda: len(receiver.requests) >= 1)
@@ -234,7 +234,7 @@ async def test_signature_header_is_hmac_of_exact_body(
     await receiver.start()
     await settings_store.patch_application({"webhooks": {"url": receiver.url, "secret": secret}})
     await db.run("test.enqueue", lambda c: store.enqueue_txn(c, WebhookKind.ERROR, payloads.error(1, "x")))
-    dispatcher = WebhookDispatcher(db, store, settings_store, supervisor)
+    dispatcher = WebhookDispatcher(db, store, settings_store, supervisor, targets=LOOPBACK)
     await dispatcher.start()
     try:
         await wait_until(lambda: len(receiver.delivered()) == 1)
@@ -294,7 +294,7 @@ async def test_waiting_partitions_start_without_reading_the_outbox_again(
         body = payloads.status("first", peer, "delivered", 1)
         await db.run("test.enqueue", lambda c, b=body: store.enqueue_txn(c, WebhookKind.STATUS_CHANGE, b))
     await settings_store.patch_application({"webhooks": {"url": receiver.url, "max_concurrent_requests": 6}})
-    dispatcher = WebhookDispatcher(db, store, settings_store, supervisor)
+    dispatcher = WebhookDispatcher(db, store, settings_store, supervisor, targets=LOOPBACK)
     await dispatcher.start()
     try:
         await wait_until(lambda: len(receiver.delivered()) == 60)

@@ -193,6 +193,7 @@ class Deployment:
             WA_WEB_HOSTNAME="127.0.0.1",
             WA_WEB_PORT=str(self.web_port),
             WA_WEBHOOK_ALLOW_HTTP_LOOPBACK="1",
+            WA_FETCH_ALLOW_LOOPBACK="1",  # the receivers are on loopback; a split deployment refuses it otherwise
             WA_BUS_INSTANCE=self.instance,
         )
         if self.mqtt_port is not None:

@@ -45,6 +45,7 @@ def test_embedded_settings_force_the_embedded_defaults() -> None:
     assert s.bus.kind is BusKind.LOCAL
     assert (s.web.host, s.web.port) == ("127.0.0.1", 9090)
     assert s.web.allow_http_loopback_webhooks is True
+    assert s.fetch.allow_loopback is True  # the only mode in which webhooks and media links may reach loopback
     assert (s.sandbox.port, s.sandbox.fallback_port) == (5222, 8443)
     assert (s.sandbox.admin_host, s.sandbox.admin_port) == ("127.0.0.1", 9091)
     assert (s.chat.host, s.chat.port, s.chat.fallback_port) == ("127.0.0.1", 5222, 8443)

@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 
 from shared.appsettings import ApplicationSettings, merge
 from shared.bus.local import LocalBus
-from shared.config import BusSettings, DbSettings, PathSettings, Settings, WebSettings
+from shared.config import BusSettings, DbSettings, FetchSettings, PathSettings, Settings, WebSettings
 from shared.errors import ApiError, ErrorCode
 from tests.support.bus import json_handler
 from webapp.app import WebApp
@@ -106,11 +106,12 @@ def fast_hasher() -> PasswordHasher:
     return PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
 
-def make_settings(db: DbSettings, data_dir: Path, **web: Any) -> Settings:
+def make_settings(db: DbSettings, data_dir: Path, fetch: FetchSettings | None = None, **web: Any) -> Settings:
     web_settings = WebSettings(host="127.0.0.1", server_name="webapp.test", **web).model_copy(update={"port": 0})
     return Settings(
         db=db,
         web=web_settings,
+        fetch=fetch or FetchSettings(),
         paths=PathSettings(data_dir=data_dir, media_dir=data_dir / "media", log_dir=data_dir / "log"),
         bus=BusSettings(rpc_timeout_s=1.0),
     )
@@ -129,18 +130,25 @@ def web_options() -> dict[str, Any]:
 
 
 @pytest.fixture
+def fetch_options() -> dict[str, Any]:
+    """``FetchSettings`` fields (``WA_FETCH_*``); override per module or test."""
+    return {}
+
+
+@pytest.fixture
 def core() -> FakeCore:
     return FakeCore()
 
 
 @pytest.fixture
 async def webapp(
-    app_db: DbSettings, tmp_path: Path, core: FakeCore, web_options: dict[str, Any]
+    app_db: DbSettings, tmp_path: Path, core: FakeCore, web_options: dict[str, Any], fetch_options: dict[str, Any]
 ) -> AsyncIterator[WebApp]:
     bus = LocalBus(default_timeout_s=1.0)
     bus.serve(json_handler(core.handle))
     await bus.start()
-    app = WebApp(make_settings(app_db, tmp_path / "data", **web_options), bus, password_hasher=fast_hasher())
+    settings = make_settings(app_db, tmp_path / "data", FetchSettings(**fetch_options), **web_options)
+    app = WebApp(settings, bus, password_hasher=fast_hasher())
     await app.start()
     try:
         yield app

@@ -69,6 +69,10 @@ class TestLoopbackWebhooksAllowed:
     def web_options(self):
         return {"allow_http_loopback_webhooks": True}
 
+    @pytest.fixture
+    def fetch_options(self):
+        return {"allow_loopback": True}  # coreapp must be allowed to deliver there too
+
     async def test_http_loopback_only(self, admin: Api):
         for url in ["http://127.0.0.1:8080/hook", "http://localhost/hook", "http://[::1]:9/x"]:
             status, body, _ = await admin.call("PATCH", "/v1/settings/application", {"webhooks": {"url": url}})

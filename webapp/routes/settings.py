@@ -20,7 +20,7 @@ from webapp.openapi import doc
 from webapp.routes.common import require_admin, rpc
 from webapp.schemas.responses import ApplicationSettingsResponse
 from webapp.schemas.settings import validate_application_patch
-from webapp.state import WEB_SETTINGS_KEY
+from webapp.state import TARGETS_KEY, WEB_SETTINGS_KEY
 
 routes = web.RouteTableDef()
 
@@ -51,7 +51,8 @@ async def patch_application(request: web.Request) -> web.Response:
     """Keys left out stay unchanged; the answer is the full document after the change."""
     require_admin(request)
     allow_http = request.app[WEB_SETTINGS_KEY].allow_http_loopback_webhooks
-    partial = validate_application_patch(await read_json(request), allow_http_loopback=allow_http)
+    body, targets = await read_json(request), request.app[TARGETS_KEY]
+    partial = validate_application_patch(body, allow_http_loopback=allow_http, targets=targets)
     result = await rpc(request, PATCH_APPLICATION, PatchApplication(application=partial))
     return ok(request, _settings_payload(result))
 

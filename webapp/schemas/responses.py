@@ -193,6 +193,7 @@ class ProviderConfigView(BaseModel):
 class MediaProviderView(BaseModel):
     name: str
     type: Literal["www"]
+    url_prefix: str | None = Field(default=None, description="links the credentials may be sent to (ours)")
     config: ProviderConfigView
 
 

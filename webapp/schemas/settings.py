@@ -14,12 +14,15 @@ from pydantic import ValidationError
 
 from shared.appsettings import REVEAL_SECRETS, ApplicationSettings, apply_patch
 from shared.errors import ApiError, ErrorCode
+from shared.netguard import AddressPolicy, TargetRefused
 from webapp.envelope import validation_failed
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-def validate_application_patch(patch: dict[str, Any], *, allow_http_loopback: bool) -> dict[str, Any]:
+def validate_application_patch(
+    patch: dict[str, Any], *, allow_http_loopback: bool, targets: AddressPolicy | None = None
+) -> dict[str, Any]:
     """The normalised partial, or ``ApiError``."""
     try:
         merged = apply_patch(ApplicationSettings(), patch)
@@ -27,12 +30,15 @@ def validate_application_patch(patch: dict[str, Any], *, allow_http_loopback: bo
         raise validation_failed(exc) from None
     webhooks = patch.get("webhooks")
     if isinstance(webhooks, dict) and "url" in webhooks:
-        check_webhook_url(merged.webhooks.url, allow_http_loopback=allow_http_loopback)
+        check_webhook_url(merged.webhooks.url, allow_http_loopback=allow_http_loopback, targets=targets)
     return _project(merged.model_dump(mode="json", context={REVEAL_SECRETS: True}), patch)
 
 
-def check_webhook_url(url: str, *, allow_http_loopback: bool) -> None:
-    """HTTPS only ("HTTP will not work"); plain HTTP to loopback when the operator allows it (sandbox, tests)."""
+def check_webhook_url(url: str, *, allow_http_loopback: bool, targets: AddressPolicy | None = None) -> None:
+    """HTTPS only ("HTTP will not work"); plain HTTP to loopback when the operator allows it (sandbox, tests).
+
+    The host must also pass coreapp's target policy (``shared.netguard``) as far as that is known without a DNS
+    lookup (an IP literal, ``localhost``): coreapp refuses the rest at delivery, on the resolved address."""
     if url == "":
         return  # clears the webhook
     try:
@@ -44,11 +50,15 @@ def check_webhook_url(url: str, *, allow_http_loopback: bool) -> None:
     if not host:
         raise ApiError(ErrorCode.INVALID_PARAMETER, "webhooks.url: must be an absolute https:// URL")
     scheme = parts.scheme.lower()
-    if scheme == "https":
-        return
-    if scheme == "http" and allow_http_loopback and host.lower() in LOOPBACK_HOSTS:
-        return
-    raise ApiError(ErrorCode.INVALID_PARAMETER, "webhooks.url: must be an https:// URL")
+    if scheme != "https" and not (scheme == "http" and allow_http_loopback and host.lower() in LOOPBACK_HOSTS):
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "webhooks.url: must be an https:// URL")
+    try:
+        (targets or AddressPolicy()).check_url(url)
+    except TargetRefused:
+        raise ApiError(
+            ErrorCode.INVALID_PARAMETER,
+            "webhooks.url: not a public address (internal hosts must be listed in WA_FETCH_ALLOW)",
+        ) from None
 
 
 def _project(validated: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

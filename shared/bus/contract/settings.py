@@ -102,8 +102,9 @@ POST_MEDIA_PROVIDERS = Method(
     "settings.post_media_providers",
     SetProviders,
     Providers,
-    doc='all providers, masked as in get; `providers: [{name, type: "www", config: {bearer} | {basic: {username, '
-    "password}}}]` is upserted by name into the `media_providers` settings row, stored unmasked in that shape",
+    doc='all providers, masked as in get; `providers: [{name, type: "www", url_prefix?, config: {bearer} | {basic: '
+    "{username, password}}}]` is upserted by name into the `media_providers` settings row, stored unmasked in that "
+    "shape; the credentials are sent only to links under `url_prefix`",
     errors="1009",
 )
 DELETE_MEDIA_PROVIDER = Method(
