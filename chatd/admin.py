@@ -251,7 +251,7 @@ class AdminApi:
             {
                 "wa_id": account.wa_id,
                 "vname": account.vname,
-                "connected": self._router.live(account.wa_id) is not None,
+                "connected": bool(self._router.live(account.wa_id)),
                 "pending_pushes": len(self._outbox.pending(account.wa_id)),
                 "prekeys_remaining": self._directory.prekeys_remaining(account.wa_id, 0),
             }

@@ -1,9 +1,12 @@
 """Pushes to businesses: every ``Deliver``/``Receipt`` waits here, persisted, until the business acks it.
 
 Each push gets a server id (the frame id the business acks).  While a business is logged in its session is
-attached and new pushes are written to it at once; otherwise they wait.  On login the whole unacked backlog is
-written in order, then ``OfflineDone``; pushes written to a connection that dropped before the ack are simply
-written again to the next one, so nothing is lost and the client drops what it already stored by id.
+attached and new pushes are written to it at once; otherwise they wait.  With multiconnect a number has one
+session per shard, and a push goes to the shard of its peer (``shared.shards.shard_of``: the phone that sent the
+message, receipt or identity change) under the shard count the number logged in with last.  On login the whole
+unacked backlog (of the shard) is written in order, then ``OfflineDone``; pushes written to a connection that
+dropped before the ack are simply written again to the next one, so nothing is lost and the client drops what
+it already stored by id.
 
 Pushes due later (a phone's delivered/read receipts) are persisted timers on the sandbox clock, so they survive
 a restart and fire early when the clock is advanced.
@@ -21,6 +24,7 @@ import msgspec
 
 from chatd.clock import Clock
 from chatd.store import Store
+from shared.shards import shard_of
 from shared.tasks import TaskSupervisor
 from shared.wire.frames import Deliver, IdentityChanged, OfflineDone, Receipt
 
@@ -40,6 +44,17 @@ _push_decoder = msgspec.json.Decoder(Push)
 _timer_decoder = msgspec.json.Decoder(Timer)
 
 
+def peer_of(frame: Push) -> str:
+    """The phone a push is about: what decides its shard."""
+    match frame:
+        case Deliver():
+            return frame.sender
+        case Receipt():
+            return frame.recipient
+        case IdentityChanged():
+            return frame.wa_id
+
+
 class Sink(Protocol):
     """A live business connection."""
 
@@ -56,7 +71,8 @@ class Outbox:
         self._clock = clock
         self._tasks = tasks
         self._pending: dict[str, dict[int, Push]] = {}
-        self._sinks: dict[str, Sink] = {}
+        self._sinks: dict[tuple[str, int], Sink] = {}  # (business, shard)
+        self._shards: dict[str, int] = {}  # the shard count each business last attached with
         self._locks: dict[str, asyncio.Lock] = {}
         self._timers: dict[int, Timer] = {}
         self._heap: list[tuple[float, int]] = []
@@ -79,8 +95,16 @@ class Outbox:
     def start(self) -> None:
         self._tasks.spawn_forever("outbox-timers", self._run_timers)
 
-    def pending(self, business: str) -> list[Push]:
-        return list(self._pending.get(business, {}).values())
+    def pending(self, business: str, shard: int | None = None) -> list[Push]:
+        """The business's unacked pushes (of one shard only, when given)."""
+        frames = list(self._pending.get(business, {}).values())
+        if shard is None:
+            return frames
+        return [f for f in frames if self._shard_of(business, f) == shard]
+
+    def _shard_of(self, business: str, frame: Push) -> int:
+        shards = self._shards.get(business, 1)
+        return shard_of(peer_of(frame), shards) if shards > 1 else 0
 
     def _lock(self, business: str) -> asyncio.Lock:
         return self._locks.setdefault(business, asyncio.Lock())
@@ -95,10 +119,11 @@ class Outbox:
         frame = msgspec.structs.replace(frame, id=sid)
         self._pending.setdefault(business, {})[sid] = frame
         self._store.put(_PUSH, _key(business, sid), msgspec.json.encode(frame).decode())
+        shard = self._shard_of(business, frame)
         async with self._lock(business):
-            sink = self._sinks.get(business)
+            sink = self._sinks.get((business, shard))
             if sink is not None:
-                await self._write(business, sink, frame)
+                await self._write(business, shard, sink, frame)
         return sid
 
     def schedule(self, business: str, frame: Push, delay_s: float) -> None:
@@ -118,26 +143,30 @@ class Outbox:
         self._store.delete(_PUSH, _key(business, server_id))
         return True
 
-    async def attach(self, business: str, sink: Sink) -> int:
-        """Write the unacked backlog and ``OfflineDone``, then route new pushes to ``sink``."""
+    async def attach(self, business: str, shard: int, shards: int, sink: Sink) -> int:
+        """Write the shard's unacked backlog and ``OfflineDone``, then route the shard's new pushes to ``sink``."""
         async with self._lock(business):
-            backlog = self.pending(business)
+            if self._shards.get(business, 1) != shards:
+                self._shards[business] = shards
+                for key in [k for k in self._sinks if k[0] == business]:
+                    del self._sinks[key]  # sessions of the old count are being closed by the router
+            backlog = self.pending(business, shard)
             for frame in backlog:
                 await sink.push(frame)
             await sink.push(OfflineDone(count=len(backlog)))
-            self._sinks[business] = sink
+            self._sinks[(business, shard)] = sink
         return len(backlog)
 
-    def detach(self, business: str, sink: Sink) -> None:
-        if self._sinks.get(business) is sink:
-            del self._sinks[business]
+    def detach(self, business: str, shard: int, sink: Sink) -> None:
+        if self._sinks.get((business, shard)) is sink:
+            del self._sinks[(business, shard)]
 
-    async def _write(self, business: str, sink: Sink, frame: Push) -> None:
+    async def _write(self, business: str, shard: int, sink: Sink, frame: Push) -> None:
         try:
             await sink.push(frame)
         except (ConnectionError, OSError) as exc:
             log.info("push %d to %s not written (%s); it stays pending", frame.id, business, exc)
-            self.detach(business, sink)
+            self.detach(business, shard, sink)
 
     async def _run_timers(self) -> None:
         while True:

@@ -1,9 +1,11 @@
 """Requests of logged-in businesses, and who is logged in.
 
-One live session per number: a second login kicks the older one with the conflict notice the original
-network sends.  ``Send`` is deduplicated by message id per business (a resend after a reconnect is acked again,
-never delivered twice) and acked only once its envelopes are durably queued for the phone.  A new message over
-the send rates or from a quality-restricted business is refused (429 / 471, ``chatd.limits``) and not accepted.
+One live session per number and shard (multiconnect: a number registered for N shards keeps N sessions, one per
+shard): a second login for the same shard kicks the older one with the conflict notice the original network
+sends, and a login with another shard count closes the sessions of the old count (they reconnect).
+``Send`` is deduplicated by message id per business (a resend after a reconnect is acked again, never delivered
+twice) and acked only once its envelopes are durably queued for the phone.  A new message over the send rates or
+from a quality-restricted business is refused (429 / 471, ``chatd.limits``) and not accepted.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class BusinessConn(Protocol):
 
     wa_id: str
     device_id: int
+    shard: int
+    shards: int
 
     async def push(self, frame: Deliver | Receipt | IdentityChanged | OfflineDone) -> None: ...
 
@@ -86,49 +90,58 @@ class Router:
         self._templates = templates
         self._clock = clock
         self._tasks = tasks
-        self._live: dict[str, BusinessConn] = {}
+        self._live: dict[tuple[str, int], BusinessConn] = {}  # (number, shard)
         self._seen: dict[str, None] = {}  # insertion-ordered: the oldest are forgotten first
 
     async def load(self) -> None:
         self._seen = dict.fromkeys(key for key, _ in await self._store.load(_SEEN))
         self._forget_oldest_seen()
 
-    def live(self, wa_id: str) -> BusinessConn | None:
-        return self._live.get(wa_id)
+    def live(self, wa_id: str) -> list[BusinessConn]:
+        """The number's live sessions (one per shard)."""
+        return [conn for (number, _), conn in self._live.items() if number == wa_id]
 
     async def login(self, conn: BusinessConn) -> None:
-        """Make ``conn`` the number's session; an older one is kicked with the conflict notice."""
-        old = self._live.get(conn.wa_id)
-        self._live[conn.wa_id] = conn
+        """Make ``conn`` the session of its shard; an older one of that shard is kicked with the conflict notice,
+        sessions that use another shard count are closed (the shard count changed: they come back with it)."""
+        for other in self.live(conn.wa_id):
+            if other.shards != conn.shards:
+                log.warning("+%s now runs %d shard(s): closing a session for %d", conn.wa_id, conn.shards, other.shards)
+                self.logout(other)
+                await other.kick(f"shard count changed to {conn.shards}", conflict=False)
+        key = (conn.wa_id, conn.shard)
+        old = self._live.get(key)
+        self._live[key] = conn
         if old is not None and old is not conn:
-            log.warning("+%s logged in again: kicking the older session (%s)", conn.wa_id, CONFLICT)
-            self._outbox.detach(conn.wa_id, old)
+            log.warning(
+                "+%s shard %d logged in again: kicking the older session (%s)", conn.wa_id, conn.shard, CONFLICT
+            )
+            self._outbox.detach(conn.wa_id, conn.shard, old)
             await old.kick(CONFLICT, conflict=True)
 
     async def attach(self, conn: BusinessConn) -> None:
-        """Push the offline backlog then ``OfflineDone``; later pushes go straight to ``conn``."""
-        if self._live.get(conn.wa_id) is not conn:
+        """Push the shard's offline backlog then ``OfflineDone``; later pushes of the shard go straight to ``conn``."""
+        if self._live.get((conn.wa_id, conn.shard)) is not conn:
             return
         try:
-            count = await self._outbox.attach(conn.wa_id, conn)
+            count = await self._outbox.attach(conn.wa_id, conn.shard, conn.shards, conn)
         except (ConnectionError, OSError) as exc:
             log.info("+%s left while its backlog was written (%s); it stays pending", conn.wa_id, exc)
             return
         log.info("+%s: offline backlog of %d push(es) written", conn.wa_id, count)
 
     async def kick(self, wa_id: str, reason: str) -> bool:
-        """Close the number's live session (not a conflict: the client reconnects); False when none."""
-        conn = self._live.get(wa_id)
-        if conn is None:
-            return False
-        log.warning("+%s kicked: %s", wa_id, reason)
-        await conn.kick(reason, conflict=False)
-        return True
+        """Close the number's live sessions (not a conflict: the clients reconnect); False when none."""
+        conns = self.live(wa_id)
+        for conn in conns:
+            log.warning("+%s kicked: %s", wa_id, reason)
+            await conn.kick(reason, conflict=False)
+        return bool(conns)
 
     def logout(self, conn: BusinessConn) -> None:
-        self._outbox.detach(conn.wa_id, conn)
-        if self._live.get(conn.wa_id) is conn:
-            del self._live[conn.wa_id]
+        self._outbox.detach(conn.wa_id, conn.shard, conn)
+        if self._live.get((conn.wa_id, conn.shard)) is conn:
+            del self._live[(conn.wa_id, conn.shard)]
 
     def identity_key(self, wa_id: str) -> bytes | None:
         """The identity key a business logs in with; None for numbers that are not registered businesses."""

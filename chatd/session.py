@@ -27,6 +27,7 @@ from chatd.media import MediaStore
 from chatd.registration import Registrar
 from chatd.router import Router
 from shared.errors import ErrorCode
+from shared.shards import SHARD_COUNTS
 from shared.tasks import TaskSupervisor
 from shared.wire import codec, e2e
 from shared.wire.frames import (
@@ -103,6 +104,7 @@ class Session:
         self.state = State.PREAUTH
         self.wa_id = ""
         self.device_id = 0
+        self.shard, self.shards = 0, 1
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -236,6 +238,10 @@ class Session:
         wa_id = frame.wa_id.lstrip("+")
         if self._router.identity_key(wa_id) is None:
             raise Refused(401, f"{frame.wa_id} is not registered", close=True)
+        if frame.shards not in SHARD_COUNTS or not 0 <= frame.shard < frame.shards:
+            raise Refused(
+                ErrorCode.INVALID_PARAMETER, f"shard {frame.shard} of {frame.shards} is not valid", close=True
+            )
         self._claimed = frame
         self._nonce = secrets.token_bytes(32)
         self.state = State.CHALLENGED
@@ -251,6 +257,7 @@ class Session:
             raise Refused(401, "login refused: signature does not match the registered identity key", close=True)
         self._refusals(wa_id, hello.client_version)
         self.wa_id, self.device_id = wa_id, hello.device_id
+        self.shard, self.shards = hello.shard, hello.shards
         self.state = State.READY
         await self._router.login(self)
         remaining = self._router.prekeys_remaining(wa_id)
@@ -264,7 +271,8 @@ class Session:
             media_token_expires_at=media.expires_at,
         )
         await self.send(login_ok)
-        log.info("%s logged in as +%s (client %s)", self.peer, wa_id, hello.client_version)
+        shard = f", shard {hello.shard} of {hello.shards}" if hello.shards > 1 else ""
+        log.info("%s logged in as +%s (client %s%s)", self.peer, wa_id, hello.client_version, shard)
         # The backlog is written by its own task so this loop keeps reading the business's acks meanwhile.
         self._attach = self._tasks.spawn(f"attach:{wa_id}", self._attach_backlog(self._faults.offline_stall()))
 

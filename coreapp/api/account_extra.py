@@ -18,6 +18,7 @@ from coreapp.storage.account import AccountStore
 from shared.bus.contract import account
 from shared.bus.rpc import Empty
 from shared.errors import ApiError, ErrorCode
+from shared.shards import SHARD_COUNTS
 from shared.wire.frames import Ack, SetTwoStep
 
 log = logging.getLogger("openprem.coreapp.account")
@@ -66,7 +67,7 @@ class AccountExtraApi:
     async def set_shards(self, request: account.SetShards) -> account.Shards:
         """Accept ``shards: 1`` for the registered number; other valid counts need multiconnect (1009)."""
         shards = request.shards
-        if shards not in account.SHARD_COUNTS:
+        if shards not in SHARD_COUNTS:
             raise ApiError(ErrorCode.INVALID_PARAMETER, account.SHARDS_HINT)
         registered = await self._accounts.get()
         if registered is None or not registered.registered:

@@ -125,6 +125,9 @@ class Hello(_Frame, tag="hello"):
     wa_id: str
     client_version: str
     device_id: int = 0
+    # Multiconnect: this connection serves ``shard`` of ``shards`` (``shared.shards``); one connection per shard.
+    shard: int = 0
+    shards: int = 1
 
 
 class Challenge(_Frame, tag="challenge"):

@@ -102,8 +102,8 @@ class Client:
     async def next_push(self, timeout: float = 10.0) -> Frame:
         return await asyncio.wait_for(self.pushes.get(), timeout)
 
-    async def login(self, wa_id: str, identity: e2e.Identity) -> LoginOk:
-        challenge = await self.request(Hello(wa_id=wa_id, client_version="2.41.2"))
+    async def login(self, wa_id: str, identity: e2e.Identity, *, shard: int = 0, shards: int = 1) -> LoginOk:
+        challenge = await self.request(Hello(wa_id=wa_id, client_version="2.41.2", shard=shard, shards=shards))
         assert isinstance(challenge, Challenge), challenge
         ok = await self.request(Login(signature=identity.sign(challenge.nonce)))
         assert isinstance(ok, LoginOk), ok

@@ -31,7 +31,6 @@ class TwoStep(msgspec.Struct):
     pin: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[0-9]{6}$")]
 
 
-SHARD_COUNTS = (1, 2, 4, 8, 16, 32)
 SHARDS_HINT = "shards must be one of 1, 2, 4, 8, 16, 32"
 
 
