@@ -121,7 +121,7 @@ class BenchDeployment:
         await drop_database(self.db)  # a run killed earlier may have left it
         mqtt_port = None
         if self.backend != "embedded":
-            self.broker = PrivateMosquitto(self.workdir / "mosquitto")
+            self.broker = PrivateMosquitto.authenticated(self.workdir / "mosquitto")
             self.broker.start()
             mqtt_port = self.broker.port
             broker_proc = self.broker._proc  # the test helper keeps its Popen private; we only read the pid
@@ -135,7 +135,8 @@ class BenchDeployment:
             "WA_SANDBOX_SEEN_LIMIT": "20000",
             "WA_LOG_LEVEL": self.log_level,
         }
-        self.dep = Deployment(self.workdir / "deploy", self.db, mqtt_port, extra)
+        users = self.broker.users if self.broker is not None else {}
+        self.dep = Deployment(self.workdir / "deploy", self.db, mqtt_port, extra, mqtt_users=users)
         try:
             await self.dep.start()
         except AssertionError as exc:

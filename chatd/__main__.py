@@ -9,7 +9,7 @@ import sys
 from chatd.app import Chatd
 from chatd.cli import run
 from shared.config import ConfigError, default_env_file, load_settings
-from shared.lifecycle import run_process, stop_event
+from shared.lifecycle import config_failure, run_process, stop_event
 from shared.logging import setup_logging, stop_logging
 
 log = logging.getLogger("openprem.chatd")
@@ -19,8 +19,7 @@ async def serve() -> int:
     try:
         settings = load_settings(env_file=default_env_file())
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return config_failure("chatd", exc)
     setup_logging(settings.log, settings.paths.log_dir, "chatd")
     chatd = Chatd(settings.sandbox)
     stop = stop_event()

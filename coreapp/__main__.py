@@ -9,7 +9,7 @@ import sys
 from coreapp.app import CoreApp, run_migrations
 from shared.bus import make_bus
 from shared.config import ConfigError, Settings, default_env_file, load_settings
-from shared.lifecycle import run_process, stop_event
+from shared.lifecycle import config_failure, run_process, stop_event
 from shared.logcleanup import run_cleanup
 from shared.logging import setup_logging, stop_logging
 from shared.tasks import TaskSupervisor
@@ -37,8 +37,7 @@ def main(argv: list[str]) -> int:
     try:
         settings = load_settings(env_file=default_env_file())
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return config_failure("coreapp", exc)
     if argv == ["cleanup"]:  # before setup_logging: this short-lived process must not write coreapp.log
         return run_cleanup(settings.paths.log_dir, "coreapp")
     setup_logging(settings.log, settings.paths.log_dir, "coreapp")

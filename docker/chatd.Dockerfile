@@ -24,8 +24,9 @@ RUN pip install --no-compile . \
  && install -d -o whatsapp -g whatsapp /usr/local/wamedia /usr/local/waent/data /usr/local/waent/chatd /var/log/whatsapp
 USER whatsapp
 WORKDIR /usr/local/waent
-# Chat service (WA_SANDBOX_PORT, WA_SANDBOX_FALLBACK_PORT) and admin API (WA_SANDBOX_ADMIN_PORT).
-EXPOSE 5222 443 9091
+# Chat service (WA_SANDBOX_PORT, WA_SANDBOX_FALLBACK_PORT) and media host (WA_SANDBOX_MEDIA_PORT).  The admin API
+# (WA_SANDBOX_ADMIN_PORT) has no authentication and stays on the container's loopback: `docker exec … python -m chatd`.
+EXPOSE 5222 443 9092
 HEALTHCHECK --interval=10s --timeout=10s --start-period=60s --retries=6 \
   CMD ["python", "-m", "openprem", "healthcheck", "chatd"]
 CMD ["python", "-m", "chatd"]

@@ -22,7 +22,6 @@ import importlib.util
 import logging
 import os
 import signal
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.config import BusKind, ConfigError, DbEngine, Settings, load_settings
-from shared.lifecycle import run_process
+from shared.lifecycle import config_failure, run_process
 
 log = logging.getLogger("openprem.launcher")
 
@@ -284,8 +283,7 @@ def run(options: RunOptions, env_file: Path | None = None) -> int:
     try:
         settings, overrides = run_settings(env_file=env_file, sandbox=options.sandbox)
     except ConfigError as exc:
-        print(f"openprem: {exc}", file=sys.stderr)
-        return 2
+        return config_failure("openprem", exc)
     prepare_dirs(settings, sandbox=options.sandbox)
     setup_logging(settings.log, settings.paths.log_dir, "openprem")
     if overrides:
@@ -328,8 +326,7 @@ def run_migrate(env_file: Path | None = None) -> int:
     try:
         settings, _ = run_settings(env_file=env_file, sandbox=False)
     except ConfigError as exc:
-        print(f"openprem: {exc}", file=sys.stderr)
-        return 2
+        return config_failure("openprem", exc)
     prepare_dirs(settings, sandbox=False)
     setup_logging(settings.log, settings.paths.log_dir, "openprem")
     try:

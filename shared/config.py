@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -40,6 +40,32 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Passwords that ship in examples and tutorials (ours included): a server database must not run on one, since
+# anyone who reads the same page knows it.  Compared case-insensitively.
+KNOWN_DEFAULT_DB_PASSWORDS = frozenset(
+    {
+        "openprem-change-me",  # conf/whatsapp.conf before compose/.env held the secrets
+        "openprem",
+        "change-me",
+        "changeme",
+        "change_me",
+        "password",
+        "passw0rd",
+        "secret",
+        "root",
+        "toor",
+        "admin",
+        "mysql",
+        "mariadb",
+        "postgres",
+        "example",
+        "default",
+        "123456",
+        "12345678",
+    }
+)
+
+
 class DbSettings(_Section):
     engine: DbEngine = DbEngine.SQLITE
     hostname: str = "127.0.0.1"
@@ -51,6 +77,19 @@ class DbSettings(_Section):
     pool_size: int = Field(default=10, ge=1, le=500)
     connection_idle_timeout_ms: int = Field(default=180000, ge=1000)
     startup_wait_s: float = Field(default=120.0, ge=0)
+
+    @field_validator("password")
+    @classmethod
+    def _not_a_known_default(cls, value: str, info: ValidationInfo) -> str:
+        # A database server is reachable by more than this process; SQLite is a file of the embedded install.
+        # Never put the value in the message: it would reach the start-up error line.
+        server = info.data.get("engine", DbEngine.SQLITE) is not DbEngine.SQLITE
+        if server and value.strip().lower() in KNOWN_DEFAULT_DB_PASSWORDS:
+            raise ValueError(
+                "is a known default password; set a unique one (e.g. `openssl rand -hex 24`) for the database "
+                "user and in compose/.env"
+            )
+        return value
 
     @property
     def database(self) -> str:
@@ -80,8 +119,23 @@ class BusSettings(_Section):
     kind: BusKind = BusKind.LOCAL
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str = ""
+    """The broker identity (compose: ``webapp`` or ``coreapp``, whose rights ``conf/mosquitto.acl`` sets)."""
+    mqtt_password: str = Field(default="", repr=False)  # a secret: never in repr or logs
+    mqtt_tls: bool = False
+    """Connect over TLS (Mosquitto's 8883 listener), checking the broker's certificate and host name."""
+    mqtt_ca_file: Path | None = None
+    """PEM of the CA that signs the broker's certificate; unset: the system CAs."""
     instance: str = Field(default="openprem", pattern=r"^[A-Za-z0-9_.-]+$")
     rpc_timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _credentials_and_tls(self) -> Self:
+        if self.mqtt_password and not self.mqtt_username:
+            raise ValueError("WA_MQTT_PASSWORD is set but WA_MQTT_USERNAME is not")
+        if self.mqtt_ca_file is not None and not self.mqtt_tls:
+            raise ValueError("WA_MQTT_CA_FILE is set but WA_MQTT_TLS is not true: the CA would not be used")
+        return self
 
 
 class ChatSettings(_Section):
@@ -253,6 +307,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_BUS": ("bus", "kind"),
     "WA_MQTT_HOSTNAME": ("bus", "mqtt_host"),
     "WA_MQTT_PORT": ("bus", "mqtt_port"),
+    "WA_MQTT_USERNAME": ("bus", "mqtt_username"),
+    "WA_MQTT_PASSWORD": ("bus", "mqtt_password"),
+    "WA_MQTT_TLS": ("bus", "mqtt_tls"),
+    "WA_MQTT_CA_FILE": ("bus", "mqtt_ca_file"),
     "WA_BUS_INSTANCE": ("bus", "instance"),
     "WA_BUS_RPC_TIMEOUT": ("bus", "rpc_timeout_s"),
     "WA_CHAT_HOSTNAME": ("chat", "host"),

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -20,7 +21,17 @@ from sqlalchemy.exc import DBAPIError
 log = logging.getLogger("openprem")
 
 EXIT_FAILED = 1
+EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
+
+
+def config_failure(process: str, error: Exception) -> int:
+    """A configuration the process refuses (``ConfigError``): one ``CRITICAL`` line on stderr, then exit 2.
+
+    Printed, not logged: logging is configured from the settings that just failed.  The message names every bad
+    variable and never a value (see ``shared.config``)."""
+    print(f"CRITICAL {process} cannot start: {error}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def describe(exc: BaseException) -> str | None:

@@ -11,7 +11,7 @@ import sys
 
 from shared.bus import make_bus
 from shared.config import BusKind, ConfigError, Settings, default_env_file, load_settings
-from shared.lifecycle import run_process, stop_event
+from shared.lifecycle import config_failure, run_process, stop_event
 from shared.logcleanup import run_cleanup
 from shared.logging import setup_logging, stop_logging
 from webapp.app import WebApp, run_migrations
@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(env_file=default_env_file())
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return config_failure("webapp", exc)
     if args.command == "cleanup":  # before setup_logging: this short-lived process must not write webapp.log
         return run_cleanup(settings.paths.log_dir, "webapp")
     setup_logging(settings.log, settings.paths.log_dir, "webapp")

@@ -18,7 +18,11 @@ Behaviour worth knowing (see ``docs/contracts.md`` §3 and the dependency notes 
   QoS 1 publishes, which paho resends after the reconnect, and aiomqtt's queue of received messages.
   Subscriptions and the node state are renewed after every connect.
 - ``start()`` waits up to ``start_timeout_s`` for the first connection and raises
-  ``BusUnavailableError`` if the broker cannot be reached, so a misconfigured process fails at start.
+  ``BusUnavailableError`` if the broker cannot be reached (or refuses our credentials), so a misconfigured
+  process fails at start.
+- The broker authenticates us with ``mqtt_username``/``mqtt_password`` (a secret: never logged) and, with
+  ``mqtt_tls``, over TLS checked against ``mqtt_ca_file`` (or the system CAs) and the host name.  What each
+  identity may publish and read is the broker's ACL (``conf/mosquitto.acl``), not ours to enforce.
 - ``request()`` on a disconnected bus waits at most ``reconnect_grace_s`` (bounded by its own timeout)
   for the connection to come back, then fails with ``NOT_READY``; it never queues a request while
   disconnected.  Requests already sent survive a short broker loss (the session keeps the reply), but
@@ -41,6 +45,7 @@ import math
 import random
 import re
 import socket
+import ssl
 import uuid
 from typing import Any
 
@@ -90,6 +95,19 @@ async def _cancel_and_wait(tasks: set[asyncio.Task[Any]], timeout_s: float) -> N
         _, pending = await asyncio.wait(pending, timeout=min(0.2, max(0.0, deadline - loop.time())))
     if pending:
         log.warning("mqtt: %d tasks did not stop within %.0fs", len(pending), timeout_s)
+
+
+def tls_context(settings: BusSettings) -> ssl.SSLContext | None:
+    """The client's TLS context (``None`` without ``mqtt_tls``); it reads the CA file, so call it off the loop."""
+    if not settings.mqtt_tls:
+        return None
+    cafile = str(settings.mqtt_ca_file) if settings.mqtt_ca_file is not None else None
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ValueError) as exc:
+        raise BusUnavailableError(f"MQTT CA file {cafile}: {exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 class MqttBus(Bus):
@@ -156,7 +174,7 @@ class MqttBus(Bus):
         """Connect, subscribe and publish the node state; raise ``BusUnavailableError`` if we cannot."""
         if self._running:
             return
-        self._client = self._make_client()
+        self._client = self._make_client(await asyncio.to_thread(tls_context, self._settings))
         self._running = True
         self._connection_task = self._supervisor.spawn("mqtt-connection", self._connection_loop(self._client))
         try:
@@ -252,11 +270,14 @@ class MqttBus(Bus):
 
     # -- connection ------------------------------------------------------------------------------------
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self, tls: ssl.SSLContext | None) -> aiomqtt.Client:
         connect_props = _properties(PacketTypes.CONNECT, SessionExpiryInterval=self._session_expiry)
         client = aiomqtt.Client(
             self._settings.mqtt_host,
             self._settings.mqtt_port,
+            username=self._settings.mqtt_username or None,
+            password=self._settings.mqtt_password or None,
+            tls_context=tls,
             identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
@@ -287,7 +308,8 @@ class MqttBus(Bus):
                     if failures:
                         log.info("mqtt: connected to %s after %d failed attempts", self._where(), failures)
                     else:
-                        log.info("mqtt: connected to %s as %s", self._where(), self.client_id)
+                        user = self._settings.mqtt_username or "anonymous"
+                        log.info("mqtt: connected to %s as %s (user %s)", self._where(), self.client_id, user)
                     failures = 0
                     self._connected.set()
                     async for message in client.messages:
@@ -330,7 +352,8 @@ class MqttBus(Bus):
         await client.publish(self.state_topic, orjson.dumps(self._state), qos=1, retain=True, timeout=5.0)
 
     def _where(self) -> str:
-        return f"{self._settings.mqtt_host}:{self._settings.mqtt_port}"
+        tls = " (TLS)" if self._settings.mqtt_tls else ""
+        return f"{self._settings.mqtt_host}:{self._settings.mqtt_port}{tls}"
 
     def _fail_pending(self, reason: str) -> None:
         pending, self._pending = self._pending, {}

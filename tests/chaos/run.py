@@ -197,12 +197,14 @@ class Run:
         started = time.monotonic()
         try:
             await asyncio.to_thread(self.db_server.start)
-            self.broker = PrivateMosquitto(self.workdir / "mosquitto")
+            self.broker = PrivateMosquitto.authenticated(self.workdir / "mosquitto")
             self.broker.start()
         except RuntimeError as exc:
             raise SetupError(str(exc)) from None
         extra = {"WA_LOG_LEVEL": self.cfg.log_level, "WA_SANDBOX_RECEIPT_DELAY": "0.05", "WA_SANDBOX_READ_DELAY": "0.1"}
-        self.dep = Deployment(self.workdir / "deploy", self.db_settings, self.broker.port, extra)
+        self.dep = Deployment(
+            self.workdir / "deploy", self.db_settings, self.broker.port, extra, mqtt_users=self.broker.users
+        )
         try:
             await self.dep.start()
         except AssertionError as exc:

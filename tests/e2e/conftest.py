@@ -14,12 +14,13 @@ from tests.support.mosquitto import PrivateMosquitto
 
 
 @pytest.fixture(scope="session")
-def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A private Mosquitto with TCP_NODELAY and persistence; its port."""
-    broker = PrivateMosquitto(tmp_path_factory.mktemp("mosquitto"))
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMosquitto]:
+    """A private Mosquitto with TCP_NODELAY and persistence, authenticated like compose's (generated passwords,
+    ``conf/mosquitto.acl``)."""
+    broker = PrivateMosquitto.authenticated(tmp_path_factory.mktemp("mosquitto"))
     broker.start()
     try:
-        yield broker.port
+        yield broker
     finally:
         broker.stop()
 
@@ -27,8 +28,11 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 async def _deployment(
     request: pytest.FixtureRequest, backend: DbSettings, tmp_path: Path, extra: dict[str, str]
 ) -> AsyncIterator[Deployment]:
-    mqtt_port = None if backend.engine is DbEngine.SQLITE else request.getfixturevalue("mqtt_broker")
-    dep = Deployment(tmp_path / "deploy", backend, mqtt_port, extra)
+    broker: PrivateMosquitto | None = None
+    if backend.engine is not DbEngine.SQLITE:
+        broker = request.getfixturevalue("mqtt_broker")
+    mqtt_port, users = (None, {}) if broker is None else (broker.port, broker.users)
+    dep = Deployment(tmp_path / "deploy", backend, mqtt_port, extra, mqtt_users=users)
     try:
         await dep.start()
         yield dep

@@ -141,6 +141,9 @@ class Deployment:
     mqtt_port: int | None  # None: embedded (in-process bus, webapp and coreapp in one process)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
+    mqtt_users: Mapping[str, str] = field(default_factory=dict)
+    """Broker identity -> password (``PrivateMosquitto.users``): webapp and coreapp connect as their own, as in
+    compose; empty: an anonymous broker."""
 
     def __post_init__(self) -> None:
         self.web_port = free_port()
@@ -180,7 +183,8 @@ class Deployment:
         env.update({k: v for k, v in self.extra_env.items() if k.startswith("WA_SANDBOX_")})
         return env
 
-    def app_env(self) -> dict[str, str]:
+    def app_env(self, role: str | None = None) -> dict[str, str]:
+        """The environment of webapp or coreapp (``role``: its broker identity), or of the embedded process."""
         env = self._base_env()
         env.update(db_env(self.db))
         env.update(
@@ -198,6 +202,8 @@ class Deployment:
         )
         if self.mqtt_port is not None:
             env.update(WA_BUS="MQTT", WA_MQTT_HOSTNAME="127.0.0.1", WA_MQTT_PORT=str(self.mqtt_port))
+            if role is not None and role in self.mqtt_users:
+                env.update(WA_MQTT_USERNAME=role, WA_MQTT_PASSWORD=self.mqtt_users[role])
         env.update({k: v for k, v in self.extra_env.items() if not k.startswith("WA_SANDBOX_")})
         return env
 
@@ -216,8 +222,8 @@ class Deployment:
             argv = [PYTHON, "-m", "openprem", "run", "--no-sandbox", "--no-quickstart"]
             self._proc("embedded", argv, self.app_env()).start()
         else:
-            self._proc("coreapp", [PYTHON, "-m", "coreapp"], self.app_env()).start()
-            self._proc("webapp", [PYTHON, "-m", "webapp"], self.app_env()).start()
+            self._proc("coreapp", [PYTHON, "-m", "coreapp"], self.app_env("coreapp")).start()
+            self._proc("webapp", [PYTHON, "-m", "webapp"], self.app_env("webapp")).start()
         await self.wait_http(f"{self.web_url}/v1/health", "webapp", ok_statuses=(200, 401))
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ COMPOSE_DIR = ROOT / "compose"
 COMPOSE_FILES = {"mysql": COMPOSE_DIR / "compose.yaml", "postgres": COMPOSE_DIR / "compose.postgres.yaml"}
 APPS = ("chatd", "coreapp", "webapp")
 CONF = ROOT / "conf" / "whatsapp.conf"
+ENV_EXAMPLE = COMPOSE_DIR / "env.example"
+DB_SERVICE = {"mysql": "mysql", "postgres": "postgres"}
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -48,6 +51,44 @@ def _mounts(service: dict[str, Any]) -> dict[str, str]:
     return mounts
 
 
+_VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:\?|:-)?(?P<arg>[^}]*)\}")
+
+
+def _interpolate(value: str, env: Mapping[str, str]) -> str:
+    """Compose's ``${NAME}``, ``${NAME:-default}``, ``${NAME:?error}`` and ``$$`` (what compose/.env feeds)."""
+
+    def sub(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match.group("name"), match.group("op"), match.group("arg")
+        got = env.get(name, "")
+        if op == ":?" and not got:
+            raise LookupError(f"required variable {name} is missing a value: {arg}")
+        return arg if op == ":-" and not got else got
+
+    return _VAR.sub(sub, value)
+
+
+def _secrets() -> dict[str, str]:
+    """A filled-in compose/.env: every variable of env.example with a value of its own."""
+    return {name: f"secret-of-{name.lower()}" for name in read_env_file(ENV_EXAMPLE)}
+
+
+def _environment(service: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "environment: as a mapping"
+    return {k: _interpolate(str(v), secrets) for k, v in env.items()}
+
+
+def _app_env(service: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:
+    """What the process sees: the env file, then the service's ``environment:`` (which wins)."""
+    return {**read_env_file(CONF), **_environment(service, secrets)}
+
+
+def _required_vars(value: str) -> set[str]:
+    return {m.group("name") for m in _VAR.finditer(value) if m.group("op") == ":?"}
+
+
 def _dockerfile_cmd(app: str) -> list[str]:
     text = (ROOT / "docker" / f"{app}.Dockerfile").read_text(encoding="utf-8")
     cmds = re.findall(r"^CMD (\[.*\])$", text, re.M)
@@ -66,7 +107,8 @@ def test_services(compose: tuple[str, dict[str, Any]]) -> None:
         assert services["mysql"]["image"].startswith("mysql:8.0")
         assert "--default-authentication-plugin=mysql_native_password" in services["mysql"]["command"]
     else:
-        assert services["postgres"]["image"].startswith("postgres:13")
+        major = int(services["postgres"]["image"].removeprefix("postgres:").split(".")[0].split("-")[0])
+        assert major in (16, 17), "a supported PostgreSQL major version"
 
 
 def test_sandbox_has_the_demo_phones(compose: tuple[str, dict[str, Any]]) -> None:
@@ -76,9 +118,8 @@ def test_sandbox_has_the_demo_phones(compose: tuple[str, dict[str, Any]]) -> Non
 def test_ports(compose: tuple[str, dict[str, Any]]) -> None:
     services = compose[1]["services"]
     assert services["webapp"]["ports"] == ["9090:443"]
-    # chatd's admin API has no authentication: the host's loopback only.
-    assert all(str(p).startswith("127.0.0.1:") for p in services["chatd"].get("ports", []))
-    for name in ("coreapp", compose[0], "mosquitto"):
+    # chatd's admin API has no authentication: it is not published at all (test_chatd_admin_api_stays_in_chatd).
+    for name in ("coreapp", compose[0], "mosquitto", "chatd"):
         assert "ports" not in services[name], f"{name} should not publish ports"
 
 
@@ -188,9 +229,174 @@ def test_conf_is_the_compose_deployment() -> None:
 
 def test_postgres_overrides() -> None:
     services = _load(COMPOSE_FILES["postgres"])["services"]
-    conf = read_env_file(CONF)
     for app in ("coreapp", "webapp"):
-        env = {**conf, **{k: str(v) for k, v in services[app]["environment"].items()}}
-        settings = load_settings(env=env)
+        settings = load_settings(env=_app_env(services[app], _secrets()))
         assert settings.db.engine is DbEngine.PGSQL
         assert (settings.db.hostname, settings.db.effective_port) == ("postgres", 5432)
+
+
+# -- issue 12: an authenticated bus, least-privilege database users, hardened containers -------------------------
+
+
+def test_every_container_is_hardened(compose: tuple[str, dict[str, Any]]) -> None:
+    for name, service in compose[1]["services"].items():
+        assert "no-new-privileges:true" in service.get("security_opt", []), f"{name}: no-new-privileges"
+        assert service.get("read_only") is True, f"{name}: read-only root filesystem"
+        assert "/tmp" in service.get("tmpfs", []), f"{name}: /tmp must be a tmpfs on a read-only root"
+        assert "privileged" not in service and "MKNOD" in service.get("cap_drop", []), name
+    # What each writes besides its volumes is a tmpfs: the database's socket directory, the broker's password file.
+    services = compose[1]["services"]
+    db_tmpfs = "/var/run/mysqld" if compose[0] == "mysql" else "/var/run/postgresql"
+    assert db_tmpfs in services[DB_SERVICE[compose[0]]]["tmpfs"]
+    assert "/mosquitto/auth" in services["mosquitto"]["tmpfs"]
+    # Every OpenPrem process's log directory is a volume (WA_LOG_TO_FILE=true writes there).
+    log_dir = read_env_file(CONF)["WA_LOG_DIR"]
+    for app in APPS:
+        assert log_dir in _mounts(services[app]), f"{app}: {log_dir} must be a volume"
+
+
+def test_secrets_come_only_from_compose_env(compose: tuple[str, dict[str, Any]]) -> None:
+    """No password in the compose file, conf/whatsapp.conf or env.example: each is a required ``${NAME:?…}`` of
+    compose/.env, so an unfilled install does not start (and none shares a working default)."""
+    path = COMPOSE_FILES[compose[0]]
+    raw = path.read_text(encoding="utf-8")
+    names = set(_secrets())
+    assert names == {"WA_DB_ROOT_PASSWORD", "WA_DB_PASSWORD", "WA_MQTT_WEBAPP_PASSWORD", "WA_MQTT_COREAPP_PASSWORD"}
+    assert all(value == "" for value in read_env_file(ENV_EXAMPLE).values()), "env.example must stay empty"
+    assert all(m.group("op") == ":?" for m in _VAR.finditer(raw) if m.group(0) != "$$"), "every ${…} is required"
+    assert _required_vars(raw) == names
+    for name, service in compose[1]["services"].items():
+        for key, value in service.get("environment", {}).items():
+            if "PASSWORD" in key:
+                assert _required_vars(str(value)), f"{name}: {key} must come from compose/.env"
+                with pytest.raises(LookupError, match=r"compose/\.env"):
+                    _interpolate(str(value), {})
+    conf = read_env_file(CONF)
+    assert conf["WA_DB_PASSWORD"] == "" and conf["WA_MQTT_PASSWORD"] == ""
+    assert "compose/.env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_apps_use_their_own_database_user(compose: tuple[str, dict[str, Any]]) -> None:
+    db, data = compose
+    services = data["services"]
+    secrets = _secrets()
+    for app in ("coreapp", "webapp"):
+        settings = load_settings(env=_app_env(services[app], secrets))
+        assert settings.db.username == "openprem", f"{app} must not connect as root"
+        assert settings.db.password == secrets["WA_DB_PASSWORD"]
+        assert settings.db.database == "openprem"
+    server = services[DB_SERVICE[db]]
+    env = _environment(server, secrets)
+    assert "env_file" not in server, "the database container needs its own variables only"
+    init = {target: source for target, source in _mounts(server).items() if "docker-entrypoint-initdb.d" in target}
+    assert len(init) == 1, "one init file, mounted read-only"
+    ((target, source),) = init.items()
+    script = (COMPOSE_DIR / source).read_text(encoding="utf-8")
+    if db == "mysql":
+        # The image creates MYSQL_USER; docker/mysql-init.sql creates the database and grants that user it only.
+        assert env["MYSQL_USER"] == "openprem" and env["MYSQL_PASSWORD"] == secrets["WA_DB_PASSWORD"]
+        assert env["MYSQL_ROOT_PASSWORD"] == secrets["WA_DB_ROOT_PASSWORD"]
+        assert env["MYSQL_ROOT_HOST"] == "localhost", "root from inside the database container only"
+        assert "MYSQL_DATABASE" not in env and target.endswith(".sql")
+        grants = re.findall(r"^GRANT (.+) ON (\S+) TO (\S+);$", script, re.M)
+        assert grants == [("ALL PRIVILEGES", "`openprem`.*", "'openprem'@'%'")]
+        assert "CREATE DATABASE IF NOT EXISTS `openprem` CHARACTER SET utf8mb4" in script
+    else:
+        assert env["POSTGRES_PASSWORD"] == secrets["WA_DB_ROOT_PASSWORD"]
+        assert env["WA_DB_PASSWORD"] == secrets["WA_DB_PASSWORD"] and "POSTGRES_USER" not in env
+        assert target.endswith(".sh") and 'OPENPREM_DB_USER="${OPENPREM_DB_USER:-openprem}"' in script
+        assert 'OPENPREM_DB_NAME="${OPENPREM_DB_NAME:-openprem}"' in script
+        assert "NOSUPERUSER NOCREATEDB NOCREATEROLE" in script and 'OWNER :"app_user"' in script
+        assert (ROOT / "docker" / "postgres-init.sh").stat().st_mode & 0o111, "executable (else the image sources it)"
+    assert env["MYSQL_ROOT_PASSWORD" if db == "mysql" else "POSTGRES_PASSWORD"] != secrets["WA_DB_PASSWORD"]
+
+
+def _mosquitto_conf() -> dict[str, str]:
+    lines = (ROOT / "conf" / "mosquitto.conf").read_text(encoding="utf-8").splitlines()
+    return dict(line.split(" ", 1) for line in lines if line and not line.startswith("#"))
+
+
+def _acl() -> dict[str | None, list[str]]:
+    """conf/mosquitto.acl: user (None: rules before any `user` line, which apply to anonymous clients) -> rules."""
+    rules: dict[str | None, list[str]] = {None: []}
+    user: str | None = None
+    for line in (ROOT / "conf" / "mosquitto.acl").read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("user "):
+            user = line.removeprefix("user ")
+            rules.setdefault(user, [])
+        else:
+            rules.setdefault(user, []).append(line)
+    return rules
+
+
+def test_the_broker_refuses_anonymous_clients_and_has_per_role_rights() -> None:
+    conf = _mosquitto_conf()
+    assert conf["allow_anonymous"] == "false"
+    assert conf["password_file"] == "/mosquitto/auth/passwd"
+    assert conf["acl_file"] == "/mosquitto/auth/mosquitto.acl"
+    assert "per_listener_settings" not in conf or conf["per_listener_settings"] == "false"
+    acl = _acl()
+    assert acl[None] == [], "no rules for anonymous clients"
+    assert not any(rule.startswith("pattern") for rules in acl.values() for rule in rules), "patterns apply to all"
+    assert acl == {
+        None: [],
+        "webapp": [
+            "topic write openprem/+/rpc/req",
+            "topic read openprem/+/rpc/resp/+",
+            "topic write openprem/+/node/+",
+        ],
+        "coreapp": [
+            "topic read openprem/+/rpc/req",
+            "topic write openprem/+/rpc/resp/+",
+            "topic read openprem/+/rpc/resp/coreapp",
+            "topic write openprem/+/node/+",
+        ],
+        "healthcheck": ["topic read $SYS/broker/uptime"],
+    }
+
+
+def test_the_broker_writes_its_password_file_from_compose_env(compose: tuple[str, dict[str, Any]]) -> None:
+    mosquitto = compose[1]["services"]["mosquitto"]
+    mounts = _mounts(mosquitto)
+    entrypoint = mosquitto["entrypoint"]
+    assert entrypoint[0] == "/bin/sh" and mounts[entrypoint[1]] == "../docker/mosquitto-entrypoint.sh"
+    assert mounts["/mosquitto/config/mosquitto.conf"] == "../conf/mosquitto.conf"
+    assert mounts["/mosquitto/config/mosquitto.acl"] == "../conf/mosquitto.acl"
+    assert all(entry.endswith(":ro") for entry in mosquitto["volumes"] if entry.startswith(".."))
+    assert mosquitto["command"] == ["mosquitto", "-c", "/mosquitto/config/mosquitto.conf"]
+    secrets = _secrets()
+    env = _environment(mosquitto, secrets)
+    assert env == {n: secrets[n] for n in ("WA_MQTT_WEBAPP_PASSWORD", "WA_MQTT_COREAPP_PASSWORD")}
+    script = (ROOT / "docker" / "mosquitto-entrypoint.sh").read_text(encoding="utf-8")
+    assert 'auth_dir="${MOSQUITTO_AUTH_DIR:-/mosquitto/auth}"' in script
+    assert '"$auth_dir/passwd"' in script and '"$auth_dir/mosquitto.acl"' in script
+    assert "mosquitto_passwd -b" not in script, "passwords on stdin, never in argv"
+    check = " ".join(mosquitto["healthcheck"]["test"])
+    assert "XDG_CONFIG_HOME=/mosquitto/auth" in check and "mosquitto_sub" in check
+
+
+def test_each_app_connects_to_the_bus_as_itself(compose: tuple[str, dict[str, Any]]) -> None:
+    services = compose[1]["services"]
+    secrets = _secrets()
+    for app, var in (("webapp", "WA_MQTT_WEBAPP_PASSWORD"), ("coreapp", "WA_MQTT_COREAPP_PASSWORD")):
+        bus = load_settings(env=_app_env(services[app], secrets)).bus
+        assert (bus.mqtt_username, bus.mqtt_password) == (app, secrets[var])
+        assert app in _acl()
+    chatd = _app_env(services["chatd"], secrets)
+    assert not any(chatd.get(name) for name in ("WA_MQTT_USERNAME", "WA_MQTT_PASSWORD")), "chatd needs no bus identity"
+
+
+def test_chatd_admin_api_stays_in_chatd(compose: tuple[str, dict[str, Any]]) -> None:
+    """The admin API has no authentication: bound to chatd's own loopback and not published, so neither other
+    containers nor the host reach it; the operator uses `docker compose exec chatd python -m chatd …`."""
+    chatd = compose[1]["services"]["chatd"]
+    assert "ports" not in chatd and "expose" not in chatd
+    settings = load_settings(env=_app_env(chatd, _secrets()))
+    assert settings.sandbox.admin_host in ("127.0.0.1", "localhost", "::1")
+    text = (ROOT / "docker" / "chatd.Dockerfile").read_text(encoding="utf-8")
+    exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
+    assert settings.sandbox.admin_port not in exposed
+    assert "exec chatd python -m chatd" in COMPOSE_FILES[compose[0]].read_text(encoding="utf-8")
