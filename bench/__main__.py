@@ -29,7 +29,7 @@ from bench.deploy import BACKENDS, BenchDeployment, BenchError, phone_ids
 from bench.floorrun import run_floor
 from bench.pipeline import PipelineSampler
 from bench.profile import Profiler
-from bench.stats import api_summary, cpu_per_1k, delivery_summary, growth
+from bench.stats import api_summary, cpu_per_1k, delivery_summary, growth, summary, summary_line
 from shared.tasks import TaskSupervisor
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -275,16 +275,18 @@ async def main_async(args: argparse.Namespace) -> int:
         result["notes"].append("database CPU is the whole server's: other databases in use at the time count too")
     ok, text = verdict(result)
     result["verdict"] = text
+    result["summary"] = summary(result)
     stem = f"{stamp}-{args.backend}" + ("-soak" if args.duration else "") + ("-profile" if args.profile else "")
     json_path, md_path = report.write(result, args.results_dir, stem)
     print(report.markdown(result))
     print(f"bench: wrote {json_path} and {md_path}")
+    if not (ok and not args.keep_workdir):
+        print(f"bench: logs and state kept in {workdir}")
+    print(summary_line(result["summary"]), flush=True)  # last, so `make bench | tail -1` is the comparison
     if ok and not args.keep_workdir:
         shutil.rmtree(workdir, ignore_errors=True)
         if os.environ.get("OPENPREM_BENCH_SRC"):  # the export made by --commit
             shutil.rmtree(os.environ["OPENPREM_BENCH_SRC"], ignore_errors=True)
-    else:
-        print(f"bench: logs and state kept in {workdir}")
     return 0 if ok else 1
 
 

@@ -2,8 +2,10 @@
 
 ``python -m bench.floor``: an aiohttp HTTPS server whose ``POST /v1/messages`` reads the JSON body, inserts one
 row into MariaDB through an asyncmy pool, commits, and answers 201 ``{"messages":[{"id"}]}``, as our webapp
-does, but with no auth lookup, bus, Signal, chat network or webhooks.  It creates its own database at start and
-drops it at exit.
+does, but with no auth lookup, bus, Signal, chat network or webhooks.  It runs on the product's event loop
+(``shared.lifecycle.event_loop_runner``: uvloop where installed) with webapp's own TLS context
+(``webapp.tls.server_context``), so the comparison is fair.  It creates its own database at start and drops it
+at exit.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import asyncio
 import contextlib
 import json
 import signal
-import ssl
 import uuid
 from pathlib import Path
 
 import asyncmy
 from aiohttp import web
+
+from shared.lifecycle import event_loop_runner
+from webapp.tls import server_context
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -65,8 +69,7 @@ async def serve(args: argparse.Namespace) -> None:
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(_TABLE)
         await conn.commit()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(args.cert, args.key)
+    ctx = server_context(args.cert, args.key)  # webapp's own TLS settings
     app = web.Application()
     app.router.add_post("/v1/messages", Floor(pool).send)
     runner = web.AppRunner(app, access_log=None)
@@ -99,7 +102,7 @@ def main() -> None:
     parser.add_argument("--db-password", default="")
     parser.add_argument("--database", required=True)
     parser.add_argument("--pool", type=int, default=10, help="pool size (SQLAlchemy's default is 5 + 10 overflow)")
-    asyncio.run(serve(parser.parse_args()))
+    event_loop_runner()(serve(parser.parse_args()))  # the product's loop (uvloop where installed)
 
 
 if __name__ == "__main__":

@@ -100,3 +100,35 @@ def growth(samples: list[dict[str, float]]) -> dict[str, dict[str, float]]:
             "growth_pct": round((b - a) / a * 100, 1) if a > 0 else 0.0,
         }
     return out
+
+
+NOT_PRODUCT = frozenset({"chatd", "receiver", "bench client"})
+"""Processes a real deployment would not run on its box: the simulated network and the load's two ends."""
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures two commits are compared by (issue 13): the product's CPU per 1,000 delivered messages
+    (webapp + coreapp, or the embedded process, + database server + broker), the rates and the floor ratio."""
+    ours = result.get("ours") or result.get("soak") or {}
+    api, delivery = ours.get("api", {}), ours.get("delivery", {})
+    cpu = result.get("cpu_s_per_1k", {})
+    product = sum(v for k, v in cpu.items() if k != "total" and k not in NOT_PRODUCT)
+    floor = result.get("floor", {}).get("api", {}).get("per_s")
+    accepted = api.get("per_s")
+    dup = api.get("duplicate_ids", 0) + delivery.get("duplicate_statuses", 0) + delivery.get("duplicate_events", 0)
+    return {
+        "product_cpu_s_per_1k": round(product, 3) if cpu else None,
+        "chatd_cpu_s_per_1k": cpu.get("chatd"),
+        "accepted_per_s": accepted,
+        "delivered_per_s": delivery.get("per_s"),
+        "floor_per_s": floor,
+        "floor_ratio": round(accepted / floor, 3) if accepted and floor else None,
+        "errors": api.get("errors", 0),
+        "lost": delivery.get("missing", 0),
+        "dup": dup,
+    }
+
+
+def summary_line(figures: dict[str, Any]) -> str:
+    """``bench: product_cpu_s_per_1k=1.42 accepted_per_s=… … dup=0``: one line, ``key=value``, for scripts."""
+    return "bench: " + " ".join(f"{k}={'-' if v is None else v}" for k, v in figures.items())

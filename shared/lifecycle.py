@@ -48,7 +48,7 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
-def _event_loop_runner() -> Callable[[Coroutine[Any, Any, Any]], Any]:
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, Any]], Any]:
     """uvloop where it is installed (a dependency on Linux: about half the cost per TLS frame and socket write of
     the stdlib loop), else the stdlib loop."""
     try:
@@ -59,10 +59,10 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, Any]], Any]:
 
 
 def run_process(process: str, main: Coroutine[Any, Any, Any]) -> int:
-    """Run ``main`` on the event loop (``_event_loop_runner``) with the exit code a supervisor (docker, systemd)
+    """Run ``main`` on the event loop (``event_loop_runner``) with the exit code a supervisor (docker, systemd)
     should see."""
     try:
-        result = _event_loop_runner()(main)
+        result = event_loop_runner()(main)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:
