@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(Exception):
@@ -162,6 +171,9 @@ class PathSettings(_Section):
 
 API_KEY_MIN_LENGTH = 32
 _API_KEY = re.compile(rf"[\x21-\x7e]{{{API_KEY_MIN_LENGTH},}}")
+JWT_KEY_MIN_BYTES = 32
+"""HS256 tokens can be brute-forced offline from one token when the key is short; below this a webapp refuses to
+start."""
 
 
 class WebSettings(_Section):
@@ -191,6 +203,37 @@ class WebSettings(_Section):
                 "(e.g. `openssl rand -hex 32`)"
             )
         return hashlib.sha256(value.encode("ascii")).digest()
+
+    token_cache_ttl_s: float = Field(default=5.0, ge=0, le=300)
+    """Seconds a webapp reuses its own check of a bearer token: a token revoked through another webapp is refused
+    here within this long (at once on the webapp that revoked it); 0: every request reads the database."""
+    login_user_failures: int = Field(default=10, ge=1)
+    """Wrong logins (or wrong ``current_password``) for one user within ``login_window_s`` before that user's
+    logins answer 429 (1015) until the window ends."""
+    login_address_failures: int = Field(default=50, ge=1)
+    """The same per client address (an IPv6 client by its /64)."""
+    login_window_s: float = Field(default=300.0, gt=0)
+    password_hash_concurrency: int = Field(default=2, ge=1, le=64)
+    """Argon2 hashes/verifications at once per webapp; each holds 64 MiB while it runs."""
+    password_hash_queue: int = Field(default=32, ge=0)
+    """Password checks that may wait for a slot; beyond them a login answers 503 (1016) at once."""
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
+    """Peers (addresses or networks) whose ``X-Forwarded-For`` names the client; empty: the peer is the client."""
+
+    @field_validator("jwt_crypto_key")
+    @classmethod
+    def _long_enough_jwt_key(cls, value: str) -> str:
+        # Never put the value in the message: it would reach the start-up error line.
+        if value and len(value.encode("utf-8")) < JWT_KEY_MIN_BYTES:
+            raise ValueError(f"must be at least {JWT_KEY_MIN_BYTES} bytes (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
 
 _HOST_NAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -336,6 +379,13 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_WEBHOOK_ALLOW_HTTP_LOOPBACK": ("web", "allow_http_loopback_webhooks"),
     "WA_MEDIA_MAX_UPLOAD_BYTES": ("web", "max_upload_bytes"),
     "WA_WEB_API_KEY": ("web", "api_key"),
+    "WA_WEB_TOKEN_CACHE_TTL": ("web", "token_cache_ttl_s"),
+    "WA_WEB_LOGIN_USER_FAILURES": ("web", "login_user_failures"),
+    "WA_WEB_LOGIN_ADDRESS_FAILURES": ("web", "login_address_failures"),
+    "WA_WEB_LOGIN_WINDOW": ("web", "login_window_s"),
+    "WA_WEB_PASSWORD_HASH_CONCURRENCY": ("web", "password_hash_concurrency"),
+    "WA_WEB_PASSWORD_HASH_QUEUE": ("web", "password_hash_queue"),
+    "WA_WEB_TRUSTED_PROXIES": ("web", "trusted_proxies"),
     "WA_SANDBOX_HOSTNAME": ("sandbox", "host"),
     "WA_SANDBOX_PORT": ("sandbox", "port"),
     "WA_SANDBOX_FALLBACK_PORT": ("sandbox", "fallback_port"),

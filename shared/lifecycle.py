@@ -2,8 +2,9 @@
 
 An operator who starts a container before its database, with a port already taken or a broker that is down
 should read what is wrong and where, in one line; tracebacks are for bugs.  So the failures an environment
-can cause (database, network, broker, migration lock) are logged as one ``CRITICAL`` line and the process
-exits 1, while anything else keeps its traceback in the log.
+can cause (database, network, broker, migration lock, configuration found bad at start, e.g. a short JWT key
+file) are logged as one ``CRITICAL`` line and the process exits 1, while anything else keeps its traceback in
+the log.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
+
+from shared.config import ConfigError
 
 log = logging.getLogger("openprem")
 
@@ -36,6 +39,8 @@ def config_failure(process: str, error: Exception) -> int:
 
 def describe(exc: BaseException) -> str | None:
     """A one-line explanation when ``exc`` is an environment failure, else ``None``."""
+    if isinstance(exc, ConfigError):  # found only at start (a key file, say): the message names what to fix
+        return str(exc)
     if isinstance(exc, DBAPIError):
         orig = exc.orig if exc.orig is not None else exc
         first = str(orig).splitlines()[0] if str(orig) else type(orig).__name__

@@ -83,11 +83,11 @@ class WebApp:
     async def start(self) -> None:
         settings = self._settings
         try:
+            jwt_key = await asyncio.to_thread(load_jwt_key, settings.web, settings.paths.data_dir)  # first: no DB
             await run_migrations(settings)
             self._db = await Database.connect(settings.db)
             self.storage = WebStorage(self._db)
-            jwt_key = await asyncio.to_thread(load_jwt_key, settings.web, settings.paths.data_dir)
-            self.auth = Authenticator(self.storage, jwt_key, settings.web.token_ttl_s, self._hasher)
+            self.auth = Authenticator(self.storage, jwt_key, settings.web, self._hasher)
             await self.auth.ensure_default_admin()
             cert, key = await asyncio.to_thread(ensure_certificate, settings.web, settings.paths.data_dir)
             ssl_context = await asyncio.to_thread(server_context, cert, key)

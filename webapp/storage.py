@@ -127,8 +127,9 @@ class WebStorage:
 
         return await self._db.run("web.create_user", txn)
 
-    async def set_password(self, username: str, password_hash: str) -> bool:
-        """Store a new hash and clear the must-change flag; False when the user is gone."""
+    async def set_password(self, username: str, password_hash: str, *, keep_token: str | None) -> bool:
+        """Store a new hash, clear the must-change flag and revoke every token of the user but ``keep_token`` (a
+        ``jti``), in one transaction so no old session outlives the change; False when the user is gone."""
 
         async def txn(conn: AsyncConnection) -> bool:
             result = await conn.execute(
@@ -136,7 +137,13 @@ class WebStorage:
                 .where(users.c.username == username)
                 .values(password_hash=password_hash, must_change_password=False, updated_at=_now())
             )
-            return bool(result.rowcount)
+            if not result.rowcount:
+                return False
+            revoke = update(tokens).where(tokens.c.username == username, tokens.c.revoked.is_(False))
+            if keep_token is not None:
+                revoke = revoke.where(tokens.c.jti != keep_token)
+            await conn.execute(revoke.values(revoked=True))
+            return True
 
         return await self._db.run("web.set_password", txn)
 

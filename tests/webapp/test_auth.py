@@ -170,7 +170,9 @@ async def test_user_management(admin: Api):
     status, body, _ = await admin.login("dev", "Dev-Pass1!")
     assert status == 200
     dev_token = body["users"][0]["token"]
-    status, body, _ = await admin.call("PUT", "/v1/users/dev", {"password": "Dev-Pass2!"}, token=dev_token)
+    status, body, _ = await admin.call(
+        "PUT", "/v1/users/dev", {"password": "Dev-Pass2!", "current_password": "Dev-Pass1!"}, token=dev_token
+    )
     assert status == 200
     status, _, _ = await admin.login("dev", "Dev-Pass2!")
     assert status == 200

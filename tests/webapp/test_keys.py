@@ -40,7 +40,7 @@ def test_jwt_key_persisted_private_and_stable(tmp_path: Path):
     path = tmp_path / "web" / "jwt.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_jwt_key(WebSettings(), tmp_path) == key
-    configured = load_jwt_key(WebSettings(jwt_crypto_key="shared-by-every-webapp"), tmp_path)
+    configured = load_jwt_key(WebSettings(jwt_crypto_key="shared-by-every-webapp-0123456789"), tmp_path)
     assert configured != key and len(configured) == 32
 
 

@@ -54,7 +54,8 @@ async def test_only_admin_manages_users(admin: Api) -> None:
     # ...but reads and changes itself.
     status, body, _ = await admin.call("GET", "/v1/users/dev", token=dev)
     assert (status, body["users"]) == (200, [{"ROLES": "ROLE_USER", "username": "dev"}])
-    status, body, _ = await admin.call("PUT", "/v1/users/dev", {"password": "Dev-Pass2!"}, token=dev)
+    change = {"password": "Dev-Pass2!", "current_password": DEV_PASSWORD}
+    status, body, _ = await admin.call("PUT", "/v1/users/dev", change, token=dev)
     assert (status, body["users"]) == (200, [{"username": "dev"}])
     assert await _token(admin, password="Dev-Pass2!")
     # The admin reads and changes anyone, and is the only ROLE_ADMIN.
@@ -103,14 +104,17 @@ async def test_password_rule_on_create_and_update(admin: Api, password: str) -> 
     status, body, _ = await admin.call("POST", "/v1/users", {"username": "dev", "password": password})
     assert (status, _code(body)) == (400, 1009)
     assert "password must" in body["errors"][0]["details"]
-    status, body, _ = await admin.call("PUT", "/v1/users/admin", {"password": password})
+    change = {"password": password, "current_password": ADMIN_PASSWORD}
+    status, body, _ = await admin.call("PUT", "/v1/users/admin", change)
     assert (status, _code(body)) == (400, 1009)
 
 
 async def test_password_rule_boundaries(admin: Api) -> None:
+    current = ADMIN_PASSWORD
     for ok in ["Aa1!aaaa", "A1!" + "a" * 61]:  # exactly 8 and exactly 64 characters
-        status, body, _ = await admin.call("PUT", "/v1/users/admin", {"password": ok})
+        status, body, _ = await admin.call("PUT", "/v1/users/admin", {"password": ok, "current_password": current})
         assert status == 200, (ok, body)
+        current = ok
 
 
 async def test_usernames_are_case_insensitive(admin: Api) -> None:
@@ -157,15 +161,16 @@ async def test_logout_revokes_every_token_but_only_of_that_user(admin: Api) -> N
     assert await _token(admin)  # and dev can log in again
 
 
-async def test_password_change_keeps_tokens(admin: Api) -> None:
+async def test_admin_password_reset_revokes_the_users_tokens(admin: Api) -> None:
     await _create(admin)
     token = await _token(admin)
     status, _, _ = await admin.call("PUT", "/v1/users/dev", {"password": "Dev-Pass2!"})
     assert status == 200
-    status, _, _ = await admin.call("GET", "/v1/users/dev", token=token)
-    assert status == 200  # reference §2.2: a password change does not invalidate tokens
+    status, body, _ = await admin.call("GET", "/v1/users/dev", token=token)
+    assert _is_envelope_401(status, body)  # unlike the original (reference §2.2): a reset ends every session
     status, body, _ = await admin.login("dev", DEV_PASSWORD)
     assert (status, _code(body)) == (401, 1005)
+    assert await _token(admin, password="Dev-Pass2!")
 
 
 async def test_deleting_a_user_revokes_its_tokens(admin: Api) -> None:

@@ -6,14 +6,14 @@ from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from shared.errors import ApiError, ErrorCode
-from webapp.auth import DEFAULT_ADMIN, check_password_rule
+from webapp.auth import DEFAULT_ADMIN
 from webapp.envelope import ok, read_json, validate
+from webapp.login_guard import client_address
 from webapp.openapi import doc
 from webapp.routes.common import principal, require_admin
 from webapp.schemas.responses import LoginResponse, UserDetailsResponse, UsersResponse
 from webapp.schemas.users import CreateUserBody, LoginBody, UpdateUserBody, Username
-from webapp.state import AUTH_KEY, METRICS_KEY
-from webapp.storage import Role
+from webapp.state import AUTH_KEY, METRICS_KEY, WEB_SETTINGS_KEY
 
 routes = web.RouteTableDef()
 
@@ -27,15 +27,20 @@ _USERNAME: TypeAdapter[str] = TypeAdapter(Username)
     request=LoginBody,
     body_required=False,
     responses={200: LoginResponse},
+    errors=(429, 503),
     basic_auth=True,
     tags=["users"],
 )
 async def login(request: web.Request) -> web.Response:
-    """Basic credentials in, bearer token out; ``new_password`` is required on the first login."""
+    """Basic credentials in, bearer token out; ``new_password`` is required on the first login.
+
+    429 (1015) while the user or the client address has too many wrong logins; 503 (1016) when too many password
+    checks are already waiting."""
     metrics = request.app[METRICS_KEY]
     try:
         body = validate(LoginBody, await read_json(request, required=False))
-        issued = await request.app[AUTH_KEY].login(request.headers.get("Authorization"), body.new_password)
+        address = client_address(request, request.app[WEB_SETTINGS_KEY].trusted_proxies)
+        issued = await request.app[AUTH_KEY].login(request.headers.get("Authorization"), body.new_password, address)
     except ApiError as exc:
         metrics.logins.labels(str(exc.code.code)).inc()
         raise
@@ -57,7 +62,7 @@ async def logout(request: web.Request) -> web.Response:
     "Create a ROLE_USER user",
     request=CreateUserBody,
     responses={201: UsersResponse},
-    errors=(409,),
+    errors=(409, 503),
     admin=True,
     tags=["users"],
 )
@@ -65,12 +70,7 @@ async def create_user(request: web.Request) -> web.Response:
     """ROLE_ADMIN only; new users are ROLE_USER (only ``admin`` is ROLE_ADMIN) and need no password change."""
     require_admin(request)
     body = validate(CreateUserBody, await read_json(request))
-    check_password_rule(body.password)
-    auth = request.app[AUTH_KEY]
-    created = await auth.storage.create_user(
-        body.username, await auth.hash_password(body.password), Role.USER, must_change_password=False
-    )
-    if not created:
+    if not await request.app[AUTH_KEY].create_user(body.username, body.password):
         raise ApiError(ErrorCode.RESOURCE_EXISTS, f"user {body.username!r} already exists")
     return ok(request, {"users": [{"username": body.username}]}, status=201)
 
@@ -103,12 +103,31 @@ async def get_user(request: web.Request) -> web.Response:
 
 
 @routes.put("/v1/users/{username}")
-@doc("Change a password", request=UpdateUserBody, responses={200: UsersResponse}, errors=(403,), tags=["users"])
+@doc(
+    "Change a password (your own needs current_password)",
+    request=UpdateUserBody,
+    responses={200: UsersResponse},
+    errors=(403, 429, 503),
+    tags=["users"],
+)
 async def update_user(request: web.Request) -> web.Response:
-    """Change a password; existing tokens stay valid, as in the original (reference §2.2)."""
+    """Change a password and revoke the user's other tokens (the original kept them; reference §2.2).
+
+    One's own password needs ``current_password`` (missing: 400/1008; wrong: 401/1005, counted like a wrong
+    login), and the token used for the change stays valid.  ROLE_ADMIN sets another user's password without it,
+    and every token of that user is revoked.
+    """
     username = _target(request)
     body = validate(UpdateUserBody, await read_json(request))
-    await request.app[AUTH_KEY].set_password(username, body.password)
+    caller = principal(request)
+    auth = request.app[AUTH_KEY]
+    if caller.username != username:
+        await auth.reset_password(username, body.password)
+    elif body.current_password is None:
+        raise ApiError(ErrorCode.MISSING_PARAMETER, "current_password is required to change your own password")
+    else:
+        address = client_address(request, request.app[WEB_SETTINGS_KEY].trusted_proxies)
+        await auth.change_own_password(caller, body.current_password, body.password, address)
     return ok(request, {"users": [{"username": username}]})
 
 
