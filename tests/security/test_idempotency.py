@@ -318,6 +318,27 @@ async def test_the_same_upload_key_with_other_bytes_or_type_is_409_1004(stack: S
     assert status == 201 and other["media"][0]["id"] != doc["media"][0]["id"]
 
 
+async def test_an_upload_key_older_than_24_hours_no_longer_counts_and_is_purged(stack: Stack) -> None:
+    png = SAMPLES_BY_TYPE["image/png"]() + uuid.uuid4().bytes
+    key, stale = new_key(), new_key()
+    status, doc = await stack.upload(png, "image/png", key)
+    assert status == 201, doc
+    assert (await stack.upload(png + b"stale", "image/png", stale))[0] == 201
+
+    async def age(hours: float) -> None:
+        async with stack.core.db.engine.begin() as conn:
+            await conn.execute(update(media_keys).values(created_at=datetime.now(UTC) - timedelta(hours=hours)))
+
+    await age(24.1)
+    status, again = await stack.upload(png, "image/png", key)  # the same key, a new upload
+    assert status == 201 and again["media"][0]["id"] != doc["media"][0]["id"], again
+    assert stack.web.storage is not None
+    assert await stack.web.storage.purge_media_keys(datetime.now(UTC) - timedelta(hours=24)) == 1  # ``stale``
+    async with stack.core.db.engine.connect() as conn:
+        (row,) = list(await conn.execute(select(media_keys)))
+    assert (row.key_sha256, row.media_id) == (key_digest(key), again["media"][0]["id"])
+
+
 async def test_a_keyed_media_send_is_sent_once(stack: Stack) -> None:
     """Both steps of a media message retried with their keys: one file, one message on the phone."""
     png = SAMPLES_BY_TYPE["image/png"]() + uuid.uuid4().bytes
