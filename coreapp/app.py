@@ -48,6 +48,7 @@ from coreapp.services.templates import TemplateService
 from coreapp.storage.account import AccountStore
 from coreapp.storage.backup import BackupStore
 from coreapp.storage.contacts import ContactStore
+from coreapp.storage.idempotency import IdempotencyStore
 from coreapp.storage.keys import KeyStore
 from coreapp.storage.maintenance import MaintenanceStore
 from coreapp.storage.messages import MessageStore
@@ -83,6 +84,7 @@ class Stores:
     accounts: AccountStore
     keys: KeyStore
     messages: MessageStore
+    idempotency: IdempotencyStore
     templates: TemplateStore
     settings: SettingsStore
     webhooks: WebhookStore
@@ -97,6 +99,7 @@ class Stores:
             accounts=accounts,
             keys=keys,
             messages=MessageStore(db),
+            idempotency=IdempotencyStore(db),
             templates=TemplateStore(db),
             settings=SettingsStore(db),
             webhooks=WebhookStore(db),
@@ -202,7 +205,7 @@ class CoreApp:
         message_gc = MessageGc(stores.maintenance, GcPolicy.from_settings(settings.maintenance))
         gc_scheduler = GcScheduler.from_settings(message_gc, stores.settings, settings.maintenance)
         gc_scheduler.start(supervisor)
-        acceptor = MessageAcceptor(db, stores.messages, supervisor, chat.wake_sender)
+        acceptor = MessageAcceptor(db, stores.messages, stores.idempotency, supervisor, chat.wake_sender)
         acceptor.start()
         identities = IdentityAcks(stores.keys, stores.settings)
         registration = RegistrationService(

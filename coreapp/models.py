@@ -97,3 +97,20 @@ class TemplateRecord:
     status: str
     category: str
     components_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """A keyed send: the key's SHA-256 and the fingerprint of the request (``shared.idempotency``)."""
+
+    key_sha256: str
+    request_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A stored key: the request it was first used with and the message that request stored."""
+
+    key_sha256: str
+    request_sha256: str
+    message_id: MessageId

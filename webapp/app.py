@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from shared.bus.base import Bus
 from shared.config import Settings
 from shared.db.engine import Database
 from shared.db.migrate import migrate
+from shared.idempotency import TTL
 from shared.media_files import MediaFiles
 from shared.netguard import AddressPolicy
 from shared.tasks import TaskSupervisor
@@ -28,7 +30,7 @@ from webapp.envelope import MAX_JSON_BODY_BYTES
 from webapp.metrics import WebMetrics
 from webapp.middleware import auth_middleware, error_middleware, metrics_middleware
 from webapp.routes import ROUTES
-from webapp.routes.media import MEDIA_FILES_KEY
+from webapp.routes.media import MEDIA_FILES_KEY, MEDIA_KEYS_KEY
 from webapp.state import AUTH_KEY, BUS_KEY, METRICS_KEY, RPC_TIMEOUT_KEY, TARGETS_KEY, VERSION_KEY, WEB_SETTINGS_KEY
 from webapp.storage import WebStorage
 from webapp.tls import ensure_certificate, server_context
@@ -86,7 +88,7 @@ class WebApp:
             jwt_key = await asyncio.to_thread(load_jwt_key, settings.web, settings.paths.data_dir)  # first: no DB
             await run_migrations(settings)
             self._db = await Database.connect(settings.db)
-            self.storage = WebStorage(self._db)
+            self.storage = storage = WebStorage(self._db)
             self.auth = Authenticator(self.storage, jwt_key, settings.web, self._hasher)
             await self.auth.ensure_default_admin()
             cert, key = await asyncio.to_thread(ensure_certificate, settings.web, settings.paths.data_dir)
@@ -95,6 +97,7 @@ class WebApp:
             app = build_app(settings, self._bus, self.auth, self.metrics)
             configured = settings.web.cert_file is not None
             app[SERVER_TLS_KEY] = ServerTls(ssl_context, settings.paths.data_dir / "web", cert, configured=configured)
+            app[MEDIA_KEYS_KEY] = storage
             self._runner = web.AppRunner(
                 app, access_log=logging.getLogger("openprem.webapp.access"), access_log_class=AccessLogger
             )
@@ -103,6 +106,7 @@ class WebApp:
             await site.start()
             self._port = _bound_port(self._runner, settings.web.port)
             self._supervisor.spawn_forever("purge-expired-tokens", self._purge_expired_tokens)
+            self._supervisor.spawn_forever("purge-media-keys", self._purge_media_keys)
         except BaseException:
             await self.stop()
             raise
@@ -136,6 +140,14 @@ class WebApp:
             removed = await self.storage.purge_expired_tokens()
             if removed:
                 log.info("purged %d expired tokens", removed)
+
+    async def _purge_media_keys(self) -> None:
+        """Upload keys older than ``shared.idempotency.TTL`` no longer count; drop them hourly (jittered)."""
+        await asyncio.sleep(TOKEN_PURGE_INTERVAL_S * random.uniform(0.8, 1.2))
+        if self.storage is not None:
+            removed = await self.storage.purge_media_keys(datetime.now(UTC) - TTL)
+            if removed:
+                log.info("purged %d media idempotency keys", removed)
 
 
 def _bound_port(runner: web.AppRunner, configured: int) -> int:

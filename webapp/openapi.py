@@ -4,7 +4,8 @@ Each route may declare itself with ``@doc(...)``: its request model (the very py
 validates the body, so the contract cannot drift from the validation), its success payloads (pydantic models, or
 msgspec structs when the answer relays a reply of the bus contract as it is) and the error
 statuses it can answer.  Error statuses implied by the route's shape are added automatically (401 unless
-public, 403 for admin-only routes, 400/413 with a body, 400 with query parameters, 404 with path parameters,
+public, 403 for admin-only routes, 400/413 with a body, 400 with query or header parameters, 404 with path
+parameters,
 503 when it calls coreapp).  Every route declares itself (``tests/contract/test_openapi_complete.py`` fails on
 one that does not; ``undocumented_routes`` lists them); one without would still appear, with a permissive
 body, so the document always lists every endpoint.  Success bodies are ``<payload> + meta``; errors are the On-Prem
@@ -60,6 +61,16 @@ class QueryParam:
 
 
 @dataclass(frozen=True)
+class HeaderParam:
+    """A request header the route reads (``Idempotency-Key``); ``Authorization`` is the security scheme's."""
+
+    name: str
+    schema: Mapping[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class Operation:
     """What ``@doc`` records about a handler (see the module docstring)."""
 
@@ -75,6 +86,7 @@ class Operation:
     """Status -> media type -> schema for non-JSON bodies (may add to a JSON one for the same status)."""
     errors: Iterable[int] = ()
     query: Sequence[QueryParam] = ()
+    headers: Sequence[HeaderParam] = ()
     path_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     public: bool = False
     basic_auth: bool = False
@@ -121,7 +133,7 @@ def _error_statuses(op: Operation, path_params: Sequence[str]) -> set[int]:
         statuses.add(403)
     if op.request is not None or op.raw_body is not None:
         statuses |= {400, 413}
-    if op.query:
+    if op.query or op.headers:
         statuses.add(400)
     if path_params:
         statuses.add(404)
@@ -265,6 +277,10 @@ def _operation(
     parameters += [
         {"name": q.name, "in": "query", "required": q.required, "schema": dict(q.schema), "description": q.description}
         for q in op.query
+    ]
+    parameters += [
+        {"name": h.name, "in": "header", "required": h.required, "schema": dict(h.schema), "description": h.description}
+        for h in op.headers
     ]
     if parameters:
         out["parameters"] = parameters

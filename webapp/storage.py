@@ -1,8 +1,9 @@
-"""All webapp SQL: API users and their bearer tokens (DESIGN §11.2: SQL only in storage modules).
+"""All webapp SQL: API users, their bearer tokens and media upload keys (DESIGN §11.2: SQL only in storage modules).
 
 Tables carry a ``web_`` prefix because webapp and coreapp share one database; the prefix keeps the two
 Alembic trees from ever fighting over a name.  Tokens are stored as a SHA-256 hash next to their ``jti`` so a
-database leak does not hand out usable bearer tokens.
+database leak does not hand out usable bearer tokens.  ``web_media_idempotency`` remembers the media id a keyed
+upload stored (``shared.idempotency``), for 24 hours.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Boolean, Column, Index, MetaData, String, Table, delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.engine import Database
@@ -44,6 +46,20 @@ tokens = Table(
 )
 
 
+media_keys = Table(
+    "web_media_idempotency",
+    metadata,
+    Column("key_sha256", String(64), primary_key=True),
+    Column("request_sha256", String(64), nullable=False),
+    Column("media_id", String(36), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_web_media_idempotency_created_at", "created_at"),
+)
+
+KEY_RACE_ATTEMPTS = 3
+"""Runs of ``claim_media_key`` when another webapp stores the same key at the same moment."""
+
+
 class Role(enum.StrEnum):
     """On-Prem roles: only ``admin`` is ROLE_ADMIN (reference §2.2)."""
 
@@ -66,6 +82,15 @@ class TokenRow:
     token_sha256: str
     expires_at: datetime
     revoked: bool
+
+
+@dataclass(frozen=True)
+class MediaKey:
+    """An upload's ``Idempotency-Key`` (its SHA-256), the fingerprint of what was uploaded and the media id."""
+
+    key_sha256: str
+    request_sha256: str
+    media_id: str
 
 
 def _now() -> datetime:
@@ -210,3 +235,41 @@ class WebStorage:
             return int(result.rowcount or 0)
 
         return await self._db.run("web.purge_expired_tokens", txn)
+
+    # media upload keys -------------------------------------------------------------------------------------
+    async def claim_media_key(self, claim: MediaKey, since: datetime) -> MediaKey:
+        """Store ``claim`` unless its key is on record since ``since``; the record that holds (``claim`` itself
+        or the earlier one).  An older record of the key is replaced; a racing insert is read back."""
+
+        async def txn(conn: AsyncConnection) -> MediaKey:
+            key = media_keys.c.key_sha256 == claim.key_sha256
+            await conn.execute(delete(media_keys).where(key, media_keys.c.created_at < since))
+            row = (await conn.execute(select(media_keys).where(key))).first()
+            if row is not None:
+                return MediaKey(row.key_sha256, row.request_sha256, row.media_id)
+            await conn.execute(
+                media_keys.insert().values(
+                    key_sha256=claim.key_sha256,
+                    request_sha256=claim.request_sha256,
+                    media_id=claim.media_id,
+                    created_at=_now(),
+                )
+            )
+            return claim
+
+        for attempt in range(1, KEY_RACE_ATTEMPTS + 1):
+            try:
+                return await self._db.run("web.claim_media_key", txn)
+            except IntegrityError:
+                if attempt == KEY_RACE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def purge_media_keys(self, before: datetime) -> int:
+        """Drop upload keys stored before ``before``: they no longer count."""
+
+        async def txn(conn: AsyncConnection) -> int:
+            result = await conn.execute(delete(media_keys).where(media_keys.c.created_at < before))
+            return int(result.rowcount or 0)
+
+        return await self._db.run("web.purge_media_keys", txn)

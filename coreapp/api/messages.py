@@ -10,7 +10,7 @@ import orjson
 
 from coreapp.api.registry import RpcRegistry
 from coreapp.chat.link import ConnState
-from coreapp.models import MessageDirection, MessageStatus, NewMessage
+from coreapp.models import IdempotencyClaim, MessageDirection, MessageStatus, NewMessage
 from coreapp.scope import CurrentChat
 from coreapp.services.accept import MessageAcceptor
 from coreapp.services.compose import MessageComposer
@@ -18,6 +18,7 @@ from coreapp.services.mark_read import ReadMarker
 from shared.bus.contract import messages
 from shared.bus.rpc import Empty
 from shared.errors import ApiError, ErrorCode
+from shared.idempotency import key_digest
 from shared.ids import MessageId, WaId, new_message_id
 
 log = logging.getLogger("openprem.coreapp.api")
@@ -45,7 +46,16 @@ class MessagesApi:
         registry.add(messages.MARK_READ, self.mark_read)
 
     async def send(self, request: messages.SendMessage) -> messages.SentMessage:
-        """Check, compose and commit; the id is returned only once the row is stored (status ``accepted``)."""
+        """Check, compose and commit; the id is returned only once the row is stored (status ``accepted``).
+
+        A key already on record is answered first, from the database alone: the retry of a send whose answer was
+        lost gets its id even while the chat connection is down, and nothing is composed or sent again."""
+        claim = None
+        if isinstance(request.idempotency, messages.Idempotency):
+            claim = IdempotencyClaim(key_digest(request.idempotency.key), request.idempotency.request_sha256)
+            replayed = await self._acceptor.replay(claim)
+            if replayed is not None:
+                return messages.SentMessage(id=replayed)
         state, own = self._chat.state, self._chat.wa_id
         if state is not ConnState.READY or own is None:
             why = "not registered" if own is None else f"chat connection is {state.value if state else 'not started'}"
@@ -67,7 +77,7 @@ class MessagesApi:
             status=MessageStatus.ACCEPTED,
             timestamp=int(time.time()),
         )
-        return messages.SentMessage(id=await self._acceptor.accept(message))
+        return messages.SentMessage(id=await self._acceptor.accept(message, claim))
 
     async def mark_read(self, request: messages.MarkRead) -> Empty:
         if len(request.id) > MAX_MESSAGE_ID_LENGTH:

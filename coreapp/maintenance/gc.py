@@ -7,7 +7,8 @@ the application settings ``db_garbagecollector_enable`` or ``garbagecollector_en
 demand run ignores those settings: the operator asked for it.
 
 GC never touches ``webhook_outbox``: a queued webhook carries its own body, so callbacks still pending (say the
-webhook server has been down for days) are delivered whatever GC deletes.
+webhook server has been down for days) are delivered whatever GC deletes.  Each run also deletes the idempotency
+keys of sends older than ``shared.idempotency.TTL`` (they no longer count: a lookup ignores them anyway).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from coreapp.storage.maintenance import GcCutoffs, MaintenanceStore
 from coreapp.storage.settings import SettingsStore
 from shared.config import MaintenanceSettings
+from shared.idempotency import TTL
 from shared.tasks import TaskSupervisor
 
 log = logging.getLogger("openprem.coreapp.gc")
@@ -41,6 +44,7 @@ class GcPolicy:
     outbound_final: timedelta = timedelta(days=7)
     outbound_delivered: timedelta = timedelta(days=30)
     inbound: timedelta = timedelta(days=30)
+    idempotency_keys: timedelta = TTL
     batch: int = 500
     budget_s: float = 20.0
     """Time budget of an on-demand run (the RPC must answer); a periodic run goes on until done."""
@@ -76,23 +80,42 @@ class MessageGc:
         """
         policy = self.policy
         async with self._lock:
-            cutoffs = policy.cutoffs(datetime.now(UTC))
+            now = datetime.now(UTC)
+            cutoffs = policy.cutoffs(now)
             deadline = None if budget_s is None else time.monotonic() + budget_s
-            deleted, complete = 0, False
-            while deadline is None or time.monotonic() < deadline:
-                batch = await self._store.gc_batch(cutoffs, policy.batch)
-                deleted += batch
-                self.deleted += batch
-                if batch < policy.batch:
-                    complete = True
-                    break
-                if pause_s:
-                    await asyncio.sleep(pause_s)
+            deleted, complete = await self._batches(
+                lambda: self._store.gc_batch(cutoffs, policy.batch), deadline, pause_s
+            )
+            self.deleted += deleted
+            keys = 0
+            if complete:  # then the keys, within what is left of the budget
+                keys_before = now - policy.idempotency_keys
+                keys, complete = await self._batches(
+                    lambda: self._store.gc_keys_batch(keys_before, policy.batch), deadline, pause_s
+                )
             self.runs += 1
         log.info(
-            "message GC (%s): deleted %d messages (%s)", reason, deleted, "complete" if complete else "budget spent"
+            "message GC (%s): deleted %d messages and %d idempotency keys (%s)",
+            reason,
+            deleted,
+            keys,
+            "complete" if complete else "budget spent",
         )
         return GcResult(deleted, complete)
+
+    async def _batches(
+        self, batch: Callable[[], Awaitable[int]], deadline: float | None, pause_s: float
+    ) -> tuple[int, bool]:
+        """Run ``batch`` until one comes back short (done) or ``deadline`` passes: (rows deleted, done)."""
+        deleted = 0
+        while deadline is None or time.monotonic() < deadline:
+            count = await batch()
+            deleted += count
+            if count < self.policy.batch:
+                return deleted, True
+            if pause_s:
+                await asyncio.sleep(pause_s)
+        return deleted, False
 
 
 class GcScheduler:

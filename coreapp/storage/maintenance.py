@@ -2,7 +2,8 @@
 
 GC deletes messages in a final state together with their ``message_receipt_log`` rows, one bounded batch per
 transaction so it never holds locks for long.  It never touches ``webhook_outbox``: a queued webhook carries
-its own body, so deleting the message it reports on cannot lose or change a delivery.
+its own body, so deleting the message it reports on cannot lose or change a delivery.  Idempotency keys past
+their 24 hours go in batches of their own (``gc_keys_batch``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.models import MessageDirection, MessageStatus
 from coreapp.storage.tables import message_receipt_log, messages
+from coreapp.storage.tables_idempotency import message_idempotency
 from coreapp.storage.tables_webhooks import webhook_outbox
 from shared.db.engine import Database
 
@@ -66,6 +68,24 @@ class MaintenanceStore:
             return len(rows)
 
         return await self._db.run("messages.gc", gc_txn)
+
+    async def gc_keys_batch(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` idempotency keys stored before ``before``; how many went."""
+
+        async def gc_keys_txn(conn: AsyncConnection) -> int:
+            keys = (
+                await conn.scalars(
+                    select(message_idempotency.c.key_sha256)
+                    .where(message_idempotency.c.created_at < before)
+                    .order_by(message_idempotency.c.created_at)
+                    .limit(limit)
+                )
+            ).all()
+            if keys:
+                await conn.execute(delete(message_idempotency).where(message_idempotency.c.key_sha256.in_(keys)))
+            return len(keys)
+
+        return await self._db.run("messages.gc_keys", gc_keys_txn)
 
     async def table_counts(self) -> dict[str, int]:
         """Rows per table (``messages``, ``message_receipt_log``, ``webhook_outbox``)."""

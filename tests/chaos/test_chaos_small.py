@@ -1,6 +1,7 @@
 """The chaos run at CI size (``tests/chaos/run.py``): 300 messages to 20 phones and 15 inbound, while coreapp is
 SIGKILLed once, chatd drops the connection twice, the private Mosquitto and the private MariaDB restart once.
-Every invariant of the full ``make chaos`` run is asserted; the report goes to the test's tmp dir."""
+Every invariant of the full ``make chaos`` run is asserted, among them that no retried message reaches a phone twice
+or is stored twice (the clients retry with an ``Idempotency-Key``); the report goes to the test's tmp dir."""
 
 from __future__ import annotations
 
@@ -37,5 +38,7 @@ async def test_chaos_small(tmp_path: Path) -> None:
     _, md = write_report(report, tmp_path / "results")
     result = report["result"]
     assert result["ok"], f"{result['violations']}\n{md.read_text()}\n{json.dumps(result, indent=1)[:4000]}"
+    outbound = result["outbound"]
+    assert (outbound["retry_duplicates_on_phone"], outbound["stored_outbound_bodies_twice"]) == (0, 0), outbound
     assert len(report["events"]) == 5, report["events"]
     assert all(e["recovered_s"] is not None for e in report["events"]), report["events"]

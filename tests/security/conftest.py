@@ -1,4 +1,5 @@
-"""Fixtures and helpers for the attack tests: the coreapp ones (an in-process chatd, a real CoreApp); a real
+"""Fixtures and helpers for the attack tests: the coreapp ones (an in-process chatd, a real CoreApp), the whole
+product in one process (``tests.security.stack``), the e2e deployment of OS processes; a real
 WebApp on loopback (as in ``tests/webapp``), a real argon2 hasher that measures how many of its computations
 overlap, and samplers for latency and memory while an attack runs."""
 
@@ -21,11 +22,23 @@ from argon2 import PasswordHasher
 from shared.bus.local import LocalBus
 from shared.config import DbSettings
 from tests.coreapp.conftest import make_core, sandbox, sqlite_db
+from tests.e2e.conftest import deployment, mqtt_broker, pytest_runtest_makereport
+from tests.security.stack import make_stack, sqlite_backend, stack
 from tests.support.bus import json_handler
 from tests.webapp.conftest import Api, FakeCore, fast_hasher, make_settings
 from webapp.app import WebApp
 
-__all__ = ["make_core", "sandbox", "sqlite_db"]
+__all__ = [
+    "deployment",
+    "make_core",
+    "make_stack",
+    "mqtt_broker",
+    "pytest_runtest_makereport",
+    "sandbox",
+    "sqlite_backend",
+    "sqlite_db",
+    "stack",
+]
 
 MiB = 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""What every route needs: the caller, the admin check and the RPC call to coreapp."""
+"""What every route needs: the caller, the admin check, the RPC call to coreapp and the ``Idempotency-Key``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from aiohttp import web
 
 from shared.bus.rpc import Method, Rep, Req
 from shared.errors import ApiError, ErrorCode
+from shared.idempotency import HEADER, KEY_PATTERN, MAX_KEY_LENGTH, valid_key
 from webapp.auth import Principal
+from webapp.openapi import HeaderParam
 from webapp.state import BUS_KEY, METRICS_KEY, PRINCIPAL_KEY
 
 
@@ -41,3 +43,26 @@ async def rpc(request: web.Request, method: Method[Req, Rep], payload: Req, time
         raise
     finally:
         request.app[METRICS_KEY].rpc.labels(method.name, result).observe(time.perf_counter() - started)
+
+
+IDEMPOTENCY_KEY = HeaderParam(
+    HEADER,
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
+    description="Retry-safe request: the same key with the same request within 24 h answers the first success "
+    "again and does nothing new; with another request it is 409 / 1004. 1 to 255 printable ASCII characters "
+    "(else 400 / 1009), shared by every user of this install: use a fresh random value (a UUID) per request.",
+)
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The request's ``Idempotency-Key``, checked (400 / 1009 when malformed or repeated); ``None`` without one."""
+    values = request.headers.getall(HEADER, [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, f"send one {HEADER} header, not {len(values)}")
+    if not valid_key(values[0]):
+        raise ApiError(
+            ErrorCode.INVALID_PARAMETER, f"the {HEADER} header must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
+        )
+    return values[0]

@@ -8,25 +8,36 @@ written.  Errors, all 1009 "Parameter value is not valid" with a detail saying w
   - declared type not on the WhatsApp allow-list → HTTP 415;
   - bytes that do not match the declared type, or an empty body → HTTP 400.
 A missing ``Content-Type`` is 1008.  Ids are UUIDs; anything else in ``{id}`` is 404 / 1006 like an unknown id.
+
+An upload may carry an ``Idempotency-Key`` (``shared.idempotency``): the file is stored as usual, then the key is
+claimed in ``web_media_idempotency`` with the fingerprint of (media type, SHA-256 of the bytes).  A key already
+held for the same upload answers its media id and the new copy is deleted; for other bytes or another type it is
+409 / 1004 (the new copy deleted too).  Only a success is remembered: a refused upload may be retried as it is.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from aiohttp import hdrs, web
 
 from shared.errors import ApiError, ErrorCode
+from shared.idempotency import HEADER, TTL, fingerprint, key_digest
 from shared.media_files import MediaFiles, MediaMeta, is_media_id
 from shared.media_types import ALLOWED_TYPES, HEAD_BYTES, MediaTypeError, check, normalize
 from webapp.envelope import HttpApiError, ok
 from webapp.openapi import binary_content, doc
+from webapp.routes.common import IDEMPOTENCY_KEY, idempotency_key
 from webapp.schemas.responses import MediaUploadResponse
 from webapp.state import WEB_SETTINGS_KEY
+from webapp.storage import MediaKey, WebStorage
 
 log = logging.getLogger("openprem.webapp.media")
 
 MEDIA_FILES_KEY = web.AppKey("openprem.media_files", MediaFiles)
+MEDIA_KEYS_KEY = web.AppKey("openprem.media_keys", WebStorage)
+"""Where upload keys are claimed (set by ``WebApp.start``)."""
 CHUNK_BYTES = 256 * 1024
 
 routes = web.RouteTableDef()
@@ -54,10 +65,12 @@ def _not_found(media_id: str) -> ApiError:
     "Upload media: the raw bytes, the Content-Type naming their type",
     raw_body=binary_content(ALLOWED_TYPES),
     responses={201: MediaUploadResponse},
-    errors=(415,),
+    errors=(409, 415),
+    headers=[IDEMPOTENCY_KEY],
     tags=["media"],
 )
 async def upload(request: web.Request) -> web.Response:
+    key = idempotency_key(request)
     limit = request.app[WEB_SETTINGS_KEY].max_upload_bytes
     declared = request.headers.get(hdrs.CONTENT_TYPE, "").strip()
     if not declared:
@@ -69,8 +82,29 @@ async def upload(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     meta = await _store(request, declared, limit)
-    log.info("media %s stored: %s, %d bytes", meta.id, meta.mime_type, meta.size)
-    return ok(request, {"media": [{"id": meta.id}]}, status=201)
+    media_id = meta.id if key is None else await _claim(request, key, meta)
+    if media_id == meta.id:
+        log.info("media %s stored: %s, %d bytes", meta.id, meta.mime_type, meta.size)
+    return ok(request, {"media": [{"id": media_id}]}, status=201)
+
+
+async def _claim(request: web.Request, key: str, meta: MediaMeta) -> str:
+    """The media id ``key`` stands for: ``meta``'s, or the one an earlier identical upload stored (this copy is
+    then deleted); 409 / 1004 when the key was used for another upload."""
+    claim = MediaKey(key_digest(key), fingerprint({"mime_type": meta.mime_type, "sha256": meta.sha256}), meta.id)
+    # A failed claim keeps the file: its COMMIT may have happened, and then the key names this very file.
+    held = await request.app[MEDIA_KEYS_KEY].claim_media_key(claim, datetime.now(UTC) - TTL)
+    if held.media_id == meta.id:
+        return meta.id
+    await request.app[MEDIA_FILES_KEY].delete(meta.id)
+    if held.request_sha256 != claim.request_sha256:
+        raise ApiError(
+            ErrorCode.RESOURCE_EXISTS,
+            f"this {HEADER} was used within {TTL.total_seconds() / 3600:.0f} h for another upload; use a new key "
+            "for new media",
+        )
+    log.info("media upload repeated with its %s: answered %s again", HEADER, held.media_id)
+    return held.media_id
 
 
 async def _store(request: web.Request, declared: str, limit: int) -> MediaMeta:

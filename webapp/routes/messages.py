@@ -3,6 +3,10 @@
 201 for a send, as in the On-Prem docs (the community mocks answer 200): coreapp replies only after the
 message row is committed, so the id handed out is a message that exists.  Mark-as-read answers 200 once the
 network took the read receipt.
+
+A send may carry an ``Idempotency-Key`` (``shared.idempotency``): webapp checks it and fingerprints the validated
+body, coreapp stores the key in the transaction that stores the message, so a retry after a lost answer (a
+webapp killed, a timeout) gets the same id and the phone gets the message once.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from shared.bus.contract import messages as contract
 from shared.errors import ApiError, ErrorCode
 from webapp.envelope import ok, read_json
 from webapp.openapi import doc
-from webapp.routes.common import rpc
+from webapp.routes.common import IDEMPOTENCY_KEY, idempotency_key, rpc
 from webapp.schemas.messages import MarkRead, OutboundMessage, parse_mark_read, parse_message, send_request
 from webapp.schemas.responses import MessagesResponse
 
@@ -29,13 +33,15 @@ _MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.=+/-]{1,128}$")
     "Send a message",
     request=OutboundMessage,
     responses={201: MessagesResponse},
-    errors=(404,),
+    errors=(404, 409),
+    headers=[IDEMPOTENCY_KEY],
     rpc=True,
     tags=["messages"],
 )
 async def send(request: web.Request) -> web.Response:
+    key = idempotency_key(request)
     message = parse_message(await read_json(request))
-    result = await rpc(request, contract.SEND, send_request(message))
+    result = await rpc(request, contract.SEND, send_request(message, key))
     return ok(request, {"messages": [{"id": result.id}]}, status=201)
 
 

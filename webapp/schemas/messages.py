@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from pydantic import Discriminator, Tag, field_validator
 
-from shared.bus.contract.messages import SendMessage
+from shared.bus.contract.messages import Idempotency, SendMessage
 from shared.errors import ApiError, ErrorCode
+from shared.idempotency import fingerprint
 from shared.message_types import OUTBOUND, MessageType
 from webapp.envelope import validate
 from webapp.schemas.base import RequestModel, onprem_error
@@ -156,10 +157,15 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def send_request(message: MessageBase) -> SendMessage:
+def send_request(message: MessageBase, idempotency_key: str | None = None) -> SendMessage:
     """What ``messages.send`` receives: the validated body with ``to`` normalised, unset optionals dropped (they
-    stay ``UNSET`` in the struct, so it encodes to exactly this JSON)."""
-    return msgspec.convert(message.model_dump(mode="json", exclude_none=True), SendMessage)
+    stay ``UNSET`` in the struct, so it encodes to exactly this JSON).  With a key, the fingerprint is of that
+    same JSON: two bodies that validate to the same message are the same request."""
+    document = message.model_dump(mode="json", exclude_none=True)
+    request = msgspec.convert(document, SendMessage)
+    if idempotency_key is not None:
+        request.idempotency = Idempotency(key=idempotency_key, request_sha256=fingerprint(document))
+    return request
 
 
 class MarkRead(RequestModel):

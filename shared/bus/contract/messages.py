@@ -9,7 +9,15 @@ from msgspec import UNSET, UnsetType
 
 from shared.bus.contract.types import JsonObject, NonEmpty
 from shared.bus.rpc import Empty, Method
+from shared.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from shared.message_types import MessageType
+
+
+class Idempotency(msgspec.Struct):
+    """The ``Idempotency-Key`` of a send and the fingerprint of the body webapp validated (``shared.idempotency``)."""
+
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LENGTH, pattern=KEY_PATTERN)]
+    request_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 
 
 class SendMessage(msgspec.Struct):
@@ -18,7 +26,8 @@ class SendMessage(msgspec.Struct):
     The type's object is the member named by ``type`` (``text``, ``image``, …, ``contacts`` a list); its shape is
     owned by webapp's request models (``webapp/schemas``), so here it is a JSON object that coreapp composes
     into the encrypted content.  Members left out stay ``UNSET`` and are not encoded: the request carries
-    exactly the body that was validated.
+    exactly the body that was validated.  ``idempotency`` is not part of the message: with it, coreapp answers a
+    key it already stored (same fingerprint) with that message's id and stores nothing new.
     """
 
     to: str
@@ -38,6 +47,7 @@ class SendMessage(msgspec.Struct):
     template: JsonObject | UnsetType = UNSET
     hsm: JsonObject | UnsetType = UNSET
     reaction: JsonObject | UnsetType = UNSET
+    idempotency: Idempotency | UnsetType = UNSET
 
     def body(self) -> JsonObject | list[JsonObject] | None:
         """The object of this message's type (``None`` when the caller left it out)."""
@@ -64,8 +74,11 @@ SEND = Method(
     "messages.send",
     SendMessage,
     SentMessage,
-    doc="`id` of the message, only after its row is committed",
-    errors="1011 not ready, 1013 invalid recipient format, 1021 sending to self, 1016 disk nearly full, 1028 identity "
+    doc="`id` of the message, only after its row is committed; with `idempotency`, the key is stored in that "
+    "transaction and a key stored within 24 h with the same `request_sha256` answers its message's `id` (nothing "
+    "new stored or sent, even while not ready)",
+    errors="1004 the key was used within 24 h for another request, 1011 not ready, 1013 invalid recipient format, "
+    "1021 sending to self, 1016 disk nearly full, 1028 identity "
     "change not acknowledged; template/hsm: 2001 missing (not in the synced cache for namespace + name + language; "
     "`deterministic` = exact code, `fallback` = also another locale of the language), 2060/2061/2062 "
     "rejected/paused/disabled, 2000 body parameter count ≠ distinct `{{n}}` of the BODY text, 2005 hydrated body "
