@@ -6,12 +6,15 @@ acts on it; both read defaults from here so they can never disagree.
 Validation is strict (decided for OpenPrem): booleans are JSON ``true``/``false`` only, integers are JSON
 numbers (``"12"`` and ``true`` are 1009), with one exception the original documents: the two
 ``callback_*_ms`` keys also take a string of digits in PATCH ("3000") and are ints in GET.  Unknown keys are
-1010 (``wa_id`` too: it is read-only, reported in GET by coreapp).  Keys in ``RESTART_REQUIRED`` are stored at
+1010 (``wa_id`` too: it is read-only, reported in GET by coreapp), except the ``LEGACY_KEYS`` that earlier
+On-Prem versions documented and existing clients still send: those are applied under their current name when
+there is one, otherwise dropped with a warning (``translate_legacy``).  Keys in ``RESTART_REQUIRED`` are stored at
 once and applied as soon as the code using them reads them (On-Prem applied them only after a restart).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, field_serializer, field_validator
@@ -26,6 +29,46 @@ RESTART_REQUIRED: tuple[tuple[str, ...], ...] = (
     ("webhooks", "max_concurrent_requests"),
 )
 """Reference §2.8: the keys On-Prem applied only at the next restart."""
+
+
+LEGACY_KEYS: Mapping[str, str | None] = {
+    # The spelling of the reference's restart-required list (§2.8) for the garbage collector switch.
+    "db_garbage_collector": "db_garbagecollector_enable",
+    # Earlier clients' keys with nothing behind them in OpenPrem: the old callback list (now ``webhooks``), the
+    # internal listener, per-API rate limits and test-build switches of the original's settings parser.
+    "webcallbacks": None,
+    "tcp_listen_address": None,
+    "contacts_api_rate_limit": None,
+    "control_api_rate_limit": None,
+    "healthcheck_api_rate_limit": None,
+    "messaging_api_rate_limit": None,
+    "contacts_scrape_rate_limit": None,
+    "unique_message_sends_rate_limit": None,
+    "allow_nonexistent_users": None,
+    "dogfood_user_limit": None,
+    "template_send_side_validation_disabled": None,
+    "axolotl_context_striping_logical_core_multiplier": None,
+}
+"""Top-level keys of earlier versions: legacy name -> the current key it is applied as, or ``None`` (ignored)."""
+
+
+def translate_legacy(patch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str | None]]:
+    """``patch`` with every ``LEGACY_KEYS`` member renamed to its current key or dropped, and what was done
+    (legacy key -> current key, or ``None`` when dropped).  A current key sent beside its legacy name wins (the
+    legacy one is dropped)."""
+    out: dict[str, Any] = {}
+    done: dict[str, str | None] = {}
+    for key, value in patch.items():
+        if key not in LEGACY_KEYS:
+            out[key] = value
+            continue
+        target = LEGACY_KEYS[key]
+        if target is not None and target not in patch:
+            out[target] = value
+            done[key] = target
+        else:
+            done[key] = None
+    return out, done
 
 
 class _Strict(BaseModel):

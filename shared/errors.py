@@ -80,6 +80,7 @@ class ErrorCode(enum.Enum):
     INVALID_SECTIONS = (2015, "Invalid number of sections", 400)
     INVALID_ROWS = (2016, "Invalid number of rows", 400)
     CHARACTER_POLICY = (2017, "Character policy violated", 400)
+    INVALID_PRODUCT_COUNT = (2023, "Invalid number of product", 400)
     TEMPLATE_REJECTED = (2060, "Template rejected", 400)
     TEMPLATE_PAUSED = (2061, "Template paused", 400)
     TEMPLATE_DISABLED = (2062, "Template disabled", 400)

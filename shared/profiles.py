@@ -12,6 +12,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from shared.errors import ErrorCode
 
 ABOUT_MAX = 139
 PHOTO_MAX_BYTES = 5 * 1024 * 1024
@@ -25,6 +28,7 @@ ROW_ABOUT = "profile_about"
 ROW_PHOTO = "profile_photo"
 ROW_BUSINESS_PROFILE = "business_profile"
 ROW_WEBHOOKS_CA = "webhooks_ca"
+ROW_COMPLIANCE_INFO = "business_compliance_info"
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -66,6 +70,100 @@ class BusinessProfile(_Strict):
             if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"{site!r} must be an absolute http:// or https:// URL")
         return value
+
+
+COMPLIANCE_ENTITY_TYPES = (
+    "LIMITED_LIABILITY_PARTNERSHIP",
+    "SOLE_PROPRIETORSHIP",
+    "PARTNERSHIP",
+    "PUBLIC_COMPANY",
+    "PRIVATE_COMPANY",
+    "OTHER",
+)
+EntityType = Literal[
+    "LIMITED_LIABILITY_PARTNERSHIP", "SOLE_PROPRIETORSHIP", "PARTNERSHIP", "PUBLIC_COMPANY", "PRIVATE_COMPANY", "OTHER"
+]
+_ENTITY_TYPE_ALIASES = {
+    "LLP": "LIMITED_LIABILITY_PARTNERSHIP",
+    **{name.replace("_", " "): name for name in COMPLIANCE_ENTITY_TYPES if "_" in name},
+}
+"""Spellings of the same types seen in the docs and in BSP guides ("LIMITED LIABILITY PARTNERSHIP", "LLP")."""
+REGISTRATION_ASKED = frozenset({"PARTNERSHIP", "OTHER"})
+"""The types for which ``is_registered`` must be given; the others are registered by definition."""
+PHONE_NUMBER_PATTERN = r"^\+[0-9]{6,15}$"
+"""With the country code and its ``+`` (e.g. ``+911234567890``), digits only."""
+
+
+def _missing(message: str) -> PydanticCustomError:
+    """A conditionally required field left out: 1008, not 1009 (``onprem_<code>`` is how webapp's envelope reads a
+    validator's own code; coreapp answers 1009 for any document that fails on arrival)."""
+    return PydanticCustomError(f"onprem_{ErrorCode.MISSING_PARAMETER.code}", message)
+
+
+class _ContactDetails(_Strict):
+    email: str = Field(max_length=128)
+    landline_number: str | None = Field(default=None, pattern=PHONE_NUMBER_PATTERN)
+    mobile_number: str | None = Field(default=None, pattern=PHONE_NUMBER_PATTERN)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not _EMAIL.match(value):
+            raise ValueError("not an email address")
+        return value
+
+    @model_validator(mode="after")
+    def _a_number(self) -> _ContactDetails:
+        if self.landline_number is None and self.mobile_number is None:
+            raise _missing("needs a landline_number or a mobile_number")
+        return self
+
+
+class CustomerCareDetails(_ContactDetails):
+    """How customers reach the business."""
+
+
+class GrievanceOfficerDetails(_ContactDetails):
+    """Who resolves customers' complaints."""
+
+    name: str = Field(min_length=1, max_length=256)
+
+
+class ComplianceInfo(_Strict):
+    """``/v1/settings/business/compliance_info``: the legal entity details WhatsApp shows to customers in India.
+
+    A POST replaces the whole document.  ``entity_type_custom`` names the type when it is ``OTHER`` (required
+    then, empty otherwise); ``is_registered`` is required for ``PARTNERSHIP`` and ``OTHER`` and implied (true)
+    for the others.  ``entity_type`` also takes the spaced spellings and ``LLP``, stored as the canonical name.
+    """
+
+    entity_name: str = Field(min_length=1, max_length=256)
+    entity_type: EntityType
+    entity_type_custom: str = Field(default="", max_length=256)
+    is_registered: bool | None = None
+    grievance_officer_details: GrievanceOfficerDetails
+    customer_care_details: CustomerCareDetails
+
+    @field_validator("entity_type", mode="before")
+    @classmethod
+    def _entity_type_spelling(cls, value: Any) -> Any:
+        return _ENTITY_TYPE_ALIASES.get(value, value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _conditional_fields(self) -> ComplianceInfo:
+        if self.entity_type == "OTHER" and not self.entity_type_custom.strip():
+            raise _missing("entity_type_custom is required when entity_type is OTHER")
+        if self.entity_type != "OTHER" and self.entity_type_custom:
+            raise ValueError("entity_type_custom is only for entity_type OTHER")
+        if self.entity_type in REGISTRATION_ASKED and self.is_registered is None:
+            raise _missing(f"is_registered is required when entity_type is {self.entity_type}")
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        """The document as kept and answered: every top-level field present, ``is_registered`` filled in."""
+        out = self.model_dump(exclude_none=True)
+        out["is_registered"] = True if self.is_registered is None else self.is_registered
+        return out
 
 
 class BasicAuth(_Strict):

@@ -31,6 +31,7 @@ from webapp.metrics import WebMetrics
 from webapp.middleware import auth_middleware, error_middleware, metrics_middleware
 from webapp.routes import ROUTES
 from webapp.routes.media import MEDIA_FILES_KEY, MEDIA_KEYS_KEY
+from webapp.routing import serve_trailing_slashes
 from webapp.state import AUTH_KEY, BUS_KEY, METRICS_KEY, RPC_TIMEOUT_KEY, TARGETS_KEY, VERSION_KEY, WEB_SETTINGS_KEY
 from webapp.storage import WebStorage
 from webapp.tls import ensure_certificate, server_context
@@ -49,7 +50,8 @@ async def run_migrations(settings: Settings) -> None:
 
 
 def build_app(settings: Settings, bus: Bus, auth: Authenticator, metrics: WebMetrics) -> web.Application:
-    """The aiohttp application: middlewares outermost first, typed state, one route table per resource."""
+    """The aiohttp application: middlewares outermost first, typed state, one route table per resource; a
+    trailing slash resolves to the route without it (``webapp.routing``)."""
     app = web.Application(
         middlewares=[metrics_middleware, error_middleware, auth_middleware],
         client_max_size=MAX_JSON_BODY_BYTES,
@@ -64,6 +66,7 @@ def build_app(settings: Settings, bus: Bus, auth: Authenticator, metrics: WebMet
     app[MEDIA_FILES_KEY] = MediaFiles(settings.paths.media_dir)
     for table in ROUTES:
         app.add_routes(table)
+    serve_trailing_slashes(app)
     return app
 
 

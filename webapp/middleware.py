@@ -31,8 +31,10 @@ from webapp.state import AUTH_KEY, METRICS_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, V
 log = logging.getLogger("openprem.webapp.http")
 
 LOGIN_PATH = "/v1/users/login"
-PUBLIC_PATHS = frozenset({LOGIN_PATH, OPENAPI_PATH})
-"""No bearer token: login (Basic credentials instead) and the read-only OpenAPI document."""
+PUBLIC_ROUTES = frozenset({(hdrs.METH_POST, LOGIN_PATH), (hdrs.METH_GET, OPENAPI_PATH), (hdrs.METH_HEAD, OPENAPI_PATH)})
+"""No bearer token: login (Basic credentials instead) and the read-only OpenAPI document.  Matched on the method
+and the *matched* route, never the raw path: ``GET /v1/users/login`` is not public (401 without a token, then
+405), and ``/v1/users/login/`` is the login route (``webapp.routing``)."""
 UNMATCHED_ROUTE = "unmatched"
 
 
@@ -113,11 +115,12 @@ def _render_http_exception(request: web.Request, version: str, exc: web.HTTPExce
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every ``/v1`` route but ``PUBLIC_PATHS``, and ``/metrics``, needs a bearer token; the principal goes on the
+    """Every ``/v1`` route but ``PUBLIC_ROUTES``, and ``/metrics``, needs a bearer token; the principal goes on the
     request.  ``GET`` on ``API_KEY_ROUTES`` also takes ``Authorization: Apikey <key>`` (no principal then);
     elsewhere that header fails like any other non-bearer one."""
     path = request.path
-    if (path == "/metrics" or path.startswith("/v1/") or path == "/v1") and path not in PUBLIC_PATHS:
+    public = (request.method, route_template(request)) in PUBLIC_ROUTES
+    if (path.startswith("/v1/") or path.rstrip("/") in ("/metrics", "/v1")) and not public:
         header = request.headers.get("Authorization")
         api_key = api_key_of(header)
         if api_key is not None and _takes_api_key(request):

@@ -1,5 +1,5 @@
 """RPC methods for the settings beyond ``/v1/settings/application``: media providers, profile (about, photo),
-business profile, backup/restore and the webhook CA.  Mounted on the ``RpcRegistry`` by ``mount``.
+business profile and compliance info, backup/restore and the webhook CA.  Mounted on the ``RpcRegistry`` by ``mount``.
 
 State lives in ``settings`` rows (``shared.profiles.ROW_*``), stored in the shapes clients posted.  Bodies were
 validated by webapp already; the documents (providers, about, business profile) are validated again here
@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,18 +28,22 @@ from shared.profiles import (
     PHOTO_TYPES,
     ROW_ABOUT,
     ROW_BUSINESS_PROFILE,
+    ROW_COMPLIANCE_INFO,
     ROW_MEDIA_PROVIDERS,
     ROW_PHOTO,
     About,
     BusinessProfile,
+    ComplianceInfo,
     MediaProvider,
     masked_provider,
 )
 
 log = logging.getLogger("openprem.coreapp.api.settings")
 
+M = TypeVar("M", bound=BaseModel)
 
-def _check(model: type[BaseModel], data: Any) -> BaseModel:
+
+def _check(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -63,6 +67,8 @@ class SettingsExtraApi:
         registry.add(settings.DELETE_PROFILE_PHOTO, self.delete_photo)
         registry.add(settings.GET_BUSINESS_PROFILE, self.get_business_profile)
         registry.add(settings.SET_BUSINESS_PROFILE, self.set_business_profile)
+        registry.add(settings.GET_COMPLIANCE_INFO, self.get_compliance_info)
+        registry.add(settings.SET_COMPLIANCE_INFO, self.set_compliance_info)
         registry.add(settings.BACKUP, self.backup)
         registry.add(settings.RESTORE, self.restore)
         registry.add(settings.GET_WEBHOOKS_CA, self.get_webhooks_ca)
@@ -141,6 +147,19 @@ class SettingsExtraApi:
         merged = {**current, **posted}
         await self._settings.put(ROW_BUSINESS_PROFILE, merged)
         return settings.BusinessProfile(profile=merged)
+
+    async def get_compliance_info(self, _request: Empty) -> settings.ComplianceInfo:
+        stored = await self._settings.get(ROW_COMPLIANCE_INFO)
+        if not isinstance(stored, dict):
+            raise ApiError(ErrorCode.NOT_FOUND, "no business compliance info is set")
+        return settings.ComplianceInfo(info=stored)
+
+    async def set_compliance_info(self, request: settings.ComplianceInfo) -> settings.ComplianceInfo:
+        """The posted document replaces the stored one (it is one legal entity's details, not a set of fields)."""
+        stored = _check(ComplianceInfo, request.info).stored()
+        await self._settings.put(ROW_COMPLIANCE_INFO, stored)
+        log.info("business compliance info set (entity type %s)", stored.get("entity_type"))
+        return settings.ComplianceInfo(info=stored)
 
     # --- backup / restore -----------------------------------------------------------------------------------
 

@@ -126,7 +126,7 @@ def test_raw_bodies_and_answers_name_their_media_types(app: web.Application) -> 
     download = document["/v1/media/{media_id}"]["get"]["responses"]["200"]["content"]
     assert JSON not in download and set(download) == set(upload)
     photo = document["/v1/settings/profile/photo"]
-    assert set(photo["post"]["requestBody"]["content"]) == {"image/jpeg", "image/png"}
+    assert set(photo["post"]["requestBody"]["content"]) == {"image/jpeg", "image/png", "multipart/form-data"}
     assert set(photo["get"]["responses"]["200"]["content"]) == {JSON, "image/jpeg", "image/png"}
     for path in ("/v1/certificates/external", "/v1/certificates/webhooks/ca"):
         assert set(document[path]["post"]["requestBody"]["content"]) == {"text/plain"}

@@ -3,6 +3,7 @@ unsupported Groups/Stickerpacks APIs and the public OpenAPI document."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -151,14 +152,14 @@ async def test_openapi_is_public_and_lists_every_route(live: Live) -> None:
     assert doc["openapi"].startswith("3.1")
     paths = doc["paths"]
     routes = {
-        (route.method.lower(), route.path)
+        (route.method.lower(), re.sub(r"\{([^}:]+):[^}]*\}", r"{\1}", route.path))  # {username:<regex>}
         for table in ROUTES
         for route in table
         if isinstance(route, web.RouteDef) and route.method in ("GET", "POST", "PUT", "PATCH", "DELETE")
     }
     assert len(routes) > 30
     for method, path in routes:
-        if "{tail:" in path:
+        if "{tail}" in path:
             continue  # hidden catch-alls
         assert method in paths.get(path, {}), (method, path)
     send = paths["/v1/messages"]["post"]

@@ -224,7 +224,21 @@ def _run_success_paths(schema: Any, session: requests.Session, live: Live, repor
     call("POST", photo, 200, body=SAMPLES_BY_TYPE["image/jpeg"](), media_type="image/jpeg")
     call("GET", photo, 200)
     call("GET", photo, 200, query={"format": "link"})
+    multipart = {"file": SAMPLES_BY_TYPE["image/png"]()}
+    call("POST", photo, 200, body=multipart, media_type="multipart/form-data")
     call("DELETE", photo, 200)
+
+    compliance = "/v1/settings/business/compliance_info"
+    contact = {"email": "care@example.com", "mobile_number": "+911234567890"}
+    info = {
+        "entity_name": "Acme Traders",
+        "entity_type": "PARTNERSHIP",
+        "is_registered": True,
+        "grievance_officer_details": {"name": "Asha Rao", **contact},
+        "customer_care_details": contact,
+    }
+    call("POST", compliance, 200, body=info, media_type=JSON)
+    call("GET", compliance, 200)
 
     providers = "/v1/settings/application/media/providers"
     provider = {"name": "files", "type": "www", "config": {"basic": {"username": "u", "password": "p"}}}

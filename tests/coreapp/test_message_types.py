@@ -83,6 +83,30 @@ CONTENTS: list[dict[str, Any]] = [
             },
         },
     },
+    {
+        "type": "interactive",
+        "interactive": {
+            "type": "product",
+            "body": {"text": "Fresh today"},
+            "action": {"catalog_id": "367025965434465", "product_retailer_id": "SKU-1"},
+        },
+    },
+    {
+        "type": "interactive",
+        "interactive": {
+            "type": "product_list",
+            "header": {"type": "text", "text": "Our menu"},
+            "body": {"text": "Pick what you like"},
+            "footer": {"text": "Thanks"},
+            "action": {
+                "catalog_id": "367025965434465",
+                "sections": [
+                    {"title": "Tea", "product_items": [{"product_retailer_id": "t1"}, {"product_retailer_id": "t2"}]},
+                    {"title": "Cake", "product_items": [{"product_retailer_id": "c1"}]},
+                ],
+            },
+        },
+    },
     {"type": "template", "template": template()},
     {"type": "template", "template": template(name="hello_world", params=0)},
     {"type": "hsm", "hsm": hsm()},

@@ -9,14 +9,17 @@ from aiohttp import web
 from shared.bus.rpc import Method, Rep, Req
 from shared.errors import ApiError, ErrorCode
 from shared.idempotency import HEADER, KEY_PATTERN, MAX_KEY_LENGTH, valid_key
-from webapp.auth import Principal
+from webapp.auth import Principal, unauthorized
 from webapp.openapi import HeaderParam
 from webapp.state import BUS_KEY, METRICS_KEY, PRINCIPAL_KEY
 
 
 def principal(request: web.Request) -> Principal:
     """The authenticated caller (set by the auth middleware for every bearer-authenticated route; an API-key
-    request on ``/v1/health``, ``/v1/stats/*`` or ``/metrics`` has none)."""
+    request on ``/v1/health``, ``/v1/stats/*`` or ``/metrics`` has none).  A request that reaches a route needing
+    one without it is refused as unauthenticated (401, 1005), never a 500."""
+    if PRINCIPAL_KEY not in request:
+        raise unauthorized("this endpoint needs a bearer token")
     return request[PRINCIPAL_KEY]
 
 

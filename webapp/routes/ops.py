@@ -4,6 +4,10 @@ Stats are coreapp's (``stats.app`` in memory, ``stats.db`` from the database) an
 the §2.11 JSON map under ``stats.app`` / ``stats.db``, or Prometheus text with ``?format=prometheus``.  Any
 authenticated user may read stats; support details and GC are ROLE_ADMIN.  ``/v1/support`` always answers:
 when coreapp is unreachable its section is ``null`` and ``coreapp_error`` says why.
+
+``/v1/stats/app/internal`` and ``/v1/stats/db/internal`` are the original's internal variants (for support, so
+ROLE_ADMIN and no ``Apikey``): the same metrics in the same shapes.  The original keyed them per node in a cluster;
+OpenPrem runs one coreapp per number, so there is no per-node detail to add yet (issue 11).
 """
 
 from __future__ import annotations
@@ -88,6 +92,23 @@ async def stats_app(request: web.Request) -> web.Response:
 @routes.get("/v1/stats/db")
 @doc("Database stats (transaction timings, retries, row counts)", **_STATS_DOC)
 async def stats_db(request: web.Request) -> web.Response:
+    return await _relay_stats(request, STATS_DB, "db")
+
+
+_INTERNAL_STATS_DOC: dict[str, Any] = {**_STATS_DOC, "admin": True}
+
+
+@routes.get("/v1/stats/app/internal")
+@doc("Internal coreapp stats (ROLE_ADMIN): the same metrics as /v1/stats/app", **_INTERNAL_STATS_DOC)
+async def stats_app_internal(request: web.Request) -> web.Response:
+    require_admin(request)
+    return await _relay_stats(request, STATS_APP, "app")
+
+
+@routes.get("/v1/stats/db/internal")
+@doc("Internal database stats (ROLE_ADMIN): the same metrics as /v1/stats/db", **_INTERNAL_STATS_DOC)
+async def stats_db_internal(request: web.Request) -> web.Response:
+    require_admin(request)
     return await _relay_stats(request, STATS_DB, "db")
 
 

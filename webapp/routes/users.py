@@ -19,6 +19,9 @@ routes = web.RouteTableDef()
 
 _WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="WhatsApp"'}
 _USERNAME: TypeAdapter[str] = TypeAdapter(Username)
+USER_PATH = "/v1/users/{username:(?!login$|logout$)[^/]+}"
+"""``/v1/users/{username}`` except the two fixed routes beside it, so ``GET /v1/users/login`` is a 405 naming POST
+rather than a lookup of a user called "login"."""
 
 
 @routes.post("/v1/users/login")
@@ -92,7 +95,7 @@ def validate_username(username: str) -> str:
         raise ApiError(ErrorCode.NOT_FOUND, "no such user") from None
 
 
-@routes.get("/v1/users/{username}")
+@routes.get(USER_PATH)
 @doc("Get a user", responses={200: UserDetailsResponse}, errors=(403,), tags=["users"])
 async def get_user(request: web.Request) -> web.Response:
     username = _target(request)
@@ -102,7 +105,7 @@ async def get_user(request: web.Request) -> web.Response:
     return ok(request, {"users": [{"ROLES": user.role.value, "username": user.username}]})
 
 
-@routes.put("/v1/users/{username}")
+@routes.put(USER_PATH)
 @doc(
     "Change a password (your own needs current_password)",
     request=UpdateUserBody,
@@ -131,7 +134,7 @@ async def update_user(request: web.Request) -> web.Response:
     return ok(request, {"users": [{"username": username}]})
 
 
-@routes.delete("/v1/users/{username}")
+@routes.delete(USER_PATH)
 @doc("Delete a user", responses={200: UsersResponse}, errors=(400,), admin=True, tags=["users"])
 async def delete_user(request: web.Request) -> web.Response:
     """ROLE_ADMIN only; the user's tokens die with it (rows deleted, this process's cache evicted)."""

@@ -31,7 +31,8 @@ MAX_SECTION_TITLE_LENGTH = 24
 MAX_ROW_TITLE_LENGTH = 24
 MAX_ROW_DESCRIPTION_LENGTH = 72
 MAX_ROW_ID_LENGTH = 200
-INTERACTIVE_TYPES = ("button", "list")
+INTERACTIVE_TYPES = ("button", "list", "product", "product_list")
+"""Every ``interactive.type``; the product ones are modelled in ``webapp.schemas.message_products``."""
 
 _HEADER_FIELDS = ("text", "image", "video", "document")
 

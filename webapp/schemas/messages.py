@@ -4,7 +4,7 @@
 the per-family models live beside this module.  ``parse_message`` checks ``type`` first and then validates with
 the one model it names, so an unknown type is one clear 1009 and a field error names the field
 (``interactive.action.sections``), never a union branch.  Every model is strict: a stray key is 1010, a missing
-one 1008, a bad value 1009 unless the validator picks a code (1001, 2014, 2015, 2016, ...).
+one 1008, a bad value 1009 unless the validator picks a code (1001, 2014, 2015, 2016, 2023, ...).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from webapp.schemas.message_media import (
     StickerMessage,
     VideoMessage,
 )
+from webapp.schemas.message_products import InteractiveProductListMessage, InteractiveProductMessage
 from webapp.schemas.message_template import HsmMessage, TemplateMessage
 
 MAX_TEXT_LENGTH = 4096
@@ -76,7 +77,10 @@ _MODELS: dict[MessageType, type[MessageBase]] = {
 _INTERACTIVE_MODELS: dict[str, type[MessageBase]] = {
     "button": InteractiveButtonMessage,
     "list": InteractiveListMessage,
+    "product": InteractiveProductMessage,
+    "product_list": InteractiveProductListMessage,
 }
+assert tuple(_INTERACTIVE_MODELS) == INTERACTIVE_TYPES, "a model per interactive type"
 MESSAGE_TYPES: frozenset[MessageType] = OUTBOUND
 """What ``type`` may be: ``shared.message_types.OUTBOUND``."""
 assert set(_MODELS) == OUTBOUND - {MessageType.INTERACTIVE}, "a model per outbound message type"
@@ -96,7 +100,10 @@ def _interactive_kind(data: Any) -> Any:
 
 
 InteractiveMessage = Annotated[
-    Annotated[InteractiveButtonMessage, Tag("button")] | Annotated[InteractiveListMessage, Tag("list")],
+    Annotated[InteractiveButtonMessage, Tag("button")]
+    | Annotated[InteractiveListMessage, Tag("list")]
+    | Annotated[InteractiveProductMessage, Tag("product")]
+    | Annotated[InteractiveProductListMessage, Tag("product_list")],
     Discriminator(_interactive_kind),
 ]
 
@@ -140,7 +147,7 @@ def _model_for(data: dict[str, Any]) -> type[MessageBase]:
 
 
 def parse_message(data: dict[str, Any]) -> MessageBase:
-    """Validate a send request; raises ``ApiError`` (1001/1002/1008/1009/1010/2004/2014/2015/2016).
+    """Validate a send request; raises ``ApiError`` (1001/1002/1008/1009/1010/2004/2014/2015/2016/2023).
 
     A member sent as ``null`` counts as not sent (clients serialise unset optionals that way), so a required
     one is reported missing (1008) and no validator ever sees ``None`` for a value it must check.

@@ -275,3 +275,36 @@ class BusinessSettings(BaseModel):
 
 class BusinessProfileResponse(BaseModel):
     settings: BusinessSettings
+
+
+class ContactDetailsView(BaseModel):
+    email: str
+    landline_number: str | None = None
+    mobile_number: str | None = None
+
+
+class GrievanceOfficerView(ContactDetailsView):
+    name: str
+
+
+class ComplianceInfoView(BaseModel):
+    """As posted, with ``entity_type_custom`` (``""`` unless ``OTHER``) and ``is_registered`` always present."""
+
+    entity_name: str
+    entity_type: str
+    entity_type_custom: str
+    is_registered: bool
+    grievance_officer_details: GrievanceOfficerView
+    customer_care_details: ContactDetailsView
+
+
+class ComplianceInfoWrapper(BaseModel):
+    compliance_info: ComplianceInfoView
+
+
+class ComplianceSettings(BaseModel):
+    business: ComplianceInfoWrapper
+
+
+class ComplianceInfoResponse(BaseModel):
+    settings: ComplianceSettings

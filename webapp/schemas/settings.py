@@ -2,20 +2,24 @@
 
 The partial is merged over the defaults to check keys and values (unknown key → 1010, bad value → 1009),
 and what goes to coreapp is the partial with the normalised values ("3000" → 3000), nothing more: PATCH
-leaves keys it does not name unchanged (reference §2.8).
+leaves keys it does not name unchanged (reference §2.8).  Legacy keys of earlier On-Prem versions
+(``shared.appsettings.LEGACY_KEYS``) are renamed to their current key or dropped first, one warning each.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from shared.appsettings import REVEAL_SECRETS, ApplicationSettings, apply_patch
+from shared.appsettings import REVEAL_SECRETS, ApplicationSettings, apply_patch, translate_legacy
 from shared.errors import ApiError, ErrorCode
 from shared.netguard import AddressPolicy, TargetRefused
 from webapp.envelope import validation_failed
+
+log = logging.getLogger("openprem.webapp.settings")
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -24,6 +28,12 @@ def validate_application_patch(
     patch: dict[str, Any], *, allow_http_loopback: bool, targets: AddressPolicy | None = None
 ) -> dict[str, Any]:
     """The normalised partial, or ``ApiError``."""
+    patch, legacy = translate_legacy(patch)
+    for key, target in legacy.items():
+        if target is None:
+            log.warning("application setting %r is a legacy On-Prem key with no effect here: ignored", key)
+        else:
+            log.warning("application setting %r is a legacy On-Prem name: applied as %r", key, target)
     try:
         merged = apply_patch(ApplicationSettings(), patch)
     except ValidationError as exc:

@@ -37,6 +37,8 @@ METHODS: tuple[Method[Any, Any], ...] = (
     settings.DELETE_PROFILE_PHOTO,
     settings.GET_BUSINESS_PROFILE,
     settings.SET_BUSINESS_PROFILE,
+    settings.GET_COMPLIANCE_INFO,
+    settings.SET_COMPLIANCE_INFO,
     settings.BACKUP,
     settings.RESTORE,
     settings.GET_WEBHOOKS_CA,

@@ -1,5 +1,5 @@
-"""``settings.*`` and ``certificates.*``: application settings, media providers, profile, business profile,
-backup/restore and the webhook CA (reference §2.8, §2.9, §2.13).
+"""``settings.*`` and ``certificates.*``: application settings, media providers, profile, business profile and
+compliance info, backup/restore and the webhook CA (reference §2.8, §2.9, §2.13).
 
 The documents themselves are owned by their schemas (``shared.appsettings.ApplicationSettings``,
 ``shared.profiles``); coreapp validates them again on arrival, because the bus is a boundary too.
@@ -49,6 +49,11 @@ class Photo(msgspec.Struct):
 
 class BusinessProfile(msgspec.Struct):
     profile: JsonObject
+
+
+class ComplianceInfo(msgspec.Struct):
+    info: JsonObject
+    """``shared.profiles.ComplianceInfo``: validated by webapp, again by coreapp."""
 
 
 class BackupRequest(msgspec.Struct):
@@ -128,6 +133,20 @@ SET_BUSINESS_PROFILE = Method(
     BusinessProfile,
     doc="`profile` after the merge: `address`, `description`, `email`, `vertical`, `websites` posted replace the "
     "stored ones, fields left out stay",
+    errors="1009",
+)
+GET_COMPLIANCE_INFO = Method(
+    "settings.get_compliance_info",
+    Empty,
+    ComplianceInfo,
+    doc="`info`: the stored document (`ComplianceInfo.stored()`)",
+    errors="1006 none set",
+)
+SET_COMPLIANCE_INFO = Method(
+    "settings.set_compliance_info",
+    ComplianceInfo,
+    ComplianceInfo,
+    doc="`info` as stored: the posted document replaces the `business_compliance_info` settings row",
     errors="1009",
 )
 BACKUP = Method(
