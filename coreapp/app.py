@@ -196,7 +196,13 @@ class CoreApp:
         has_identity = await keys.load()
         webhook_ca = WebhookCa(stores.settings)
         dispatcher = WebhookDispatcher(
-            db, stores.webhooks, stores.settings, supervisor, ssl_context_provider=webhook_ca.context, targets=targets
+            db,
+            stores.webhooks,
+            stores.settings,
+            supervisor,
+            ssl_context_provider=webhook_ca.context,
+            targets=targets,
+            limits=settings.outbox,
         )
         await dispatcher.start()
         disk = self._build_disk_guard(db, stores.webhooks, dispatcher)
@@ -223,7 +229,7 @@ class CoreApp:
             ContactsApi(ContactsService(stores.contacts, chat, supervisor), identities),
             SettingsExtraApi(stores.settings, backup, webhook_ca),
             OpsApi(settings, db, stores.maintenance, dispatcher, chat, message_gc, disk),
-            WebhooksApi(stores.webhooks),
+            WebhooksApi(stores.webhooks, dispatcher),
         ):
             area.mount(registry)
         self._core = Core(
@@ -301,7 +307,15 @@ class CoreApp:
             db, connection, stores.messages, stores.keys, keys, statuses, stores.settings, supervisor, notify
         )
         inbound = InboundService(
-            db, connection, stores.messages, stores.keys, keys, stores.webhooks, notify, media=media
+            db,
+            connection,
+            stores.messages,
+            stores.keys,
+            keys,
+            stores.webhooks,
+            notify,
+            media=media,
+            room=core.disk.wait_for_room,
         )
         receipts = ReceiptService(db, connection, stores.messages, statuses, stores.settings, notify)
         templates = TemplateService(stores.templates, connection)

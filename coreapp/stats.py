@@ -74,6 +74,9 @@ class DiskStates(Protocol):
     @property
     def states(self) -> Mapping[str, DiskView]: ...
 
+    @property
+    def inbound_held(self) -> int: ...
+
 
 class DiskView(Protocol):
     """One directory as the disk guard last measured it (``coreapp.maintenance.disk.DirState``)."""
@@ -109,12 +112,30 @@ def _ok(db_stats: dict[str, dict[str, float]], name: str) -> int:
     return int(stat["count"] - stat["failures"]) if stat else 0
 
 
-def app_families(sources: AppStatsSources, queue_size: int, uptime_s: float) -> list[Metric]:
-    """The ``/v1/stats/app`` families; ``queue_size`` is read from the outbox by the caller (async)."""
+def app_families(
+    sources: AppStatsSources,
+    queue_size: int,
+    uptime_s: float,
+    *,
+    oldest_pending_age_s: float = 0.0,
+    dead_letters: int = 0,
+) -> list[Metric]:
+    """The ``/v1/stats/app`` families; the outbox figures are read from the database by the caller (async)."""
     families: list[Metric] = []
     queue = GaugeMetricFamily("callback_queue_size", "Current callback queue size")
     queue.add_metric([], queue_size)
-    families.append(queue)
+    oldest = GaugeMetricFamily(
+        "callback_oldest_pending_age_seconds", "Seconds the oldest callback still waiting for its HTTP 200 is queued"
+    )
+    oldest.add_metric([], round(oldest_pending_age_s, 3))
+    dead = GaugeMetricFamily(
+        "callback_dead_letters",
+        "Callbacks given up on (older than WA_WEBHOOK_MAX_AGE_DAYS or past WA_WEBHOOK_MAX_ATTEMPTS), replayable",
+    )
+    dead.add_metric([], dead_letters)
+    dead_lettered = CounterMetricFamily("callback_dead_lettered", "Callbacks moved to the dead-letter list")
+    dead_lettered.add_metric([], sources.dispatcher.stats.dead_lettered)
+    families += [queue, oldest, dead, dead_lettered]
 
     callbacks = SummaryMetricFamily(
         "callback_requests_duration_ms",
@@ -174,7 +195,12 @@ def app_families(sources: AppStatsSources, queue_size: int, uptime_s: float) -> 
         for name, state in sorted(disk.items()):
             critical.add_metric([name], 1 if state.critical else 0)
             free.add_metric([name], state.free_bytes)
-        families += [critical, free]
+        held = GaugeMetricFamily(
+            "inbound_paused",
+            "1 while inbound messages wait unacked for disk space in the data or media directory, else 0",
+        )
+        held.add_metric([], 1 if sources.disk.inbound_held else 0)
+        families += [critical, free, held]
     if sources.message_gc is not None:
         runs = CounterMetricFamily("message_gc_runs", "Message garbage collection runs (periodic and on demand)")
         runs.add_metric([], sources.message_gc.runs)

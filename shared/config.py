@@ -304,7 +304,8 @@ class LogSettings(_Section):
 
 
 class MaintenanceSettings(_Section):
-    """coreapp's housekeeping: periodic message GC and the free-disk-space guard (DESIGN §3)."""
+    """coreapp's housekeeping: periodic message GC and the free-disk-space guard (DESIGN §3); webapp checks its
+    media and data directories against the same ``disk_min_free_mb``."""
 
     gc_interval_h: float = Field(default=3.0, gt=0)
     """Mean hours between periodic message GC runs; each wait is randomised by ``gc_jitter``."""
@@ -314,6 +315,18 @@ class MaintenanceSettings(_Section):
     """Inbound messages are kept this long (so they can still be marked read)."""
     disk_min_free_mb: float = Field(default=10.0, ge=0)
     disk_check_interval_s: float = Field(default=10.0, gt=0)
+
+
+class OutboxSettings(_Section):
+    """Bounds of coreapp's webhook outbox (``coreapp.webhooks.dispatcher``): a callback that keeps failing is not
+    retried forever, it moves to the dead-letter list, from which an admin can replay it."""
+
+    max_age_days: float = Field(default=7.0, gt=0)
+    """A failed attempt at an event older than this dead-letters it (7 days, like the Cloud API's retries)."""
+    max_attempts: int = Field(default=0, ge=0)
+    """A failed attempt number this high dead-letters the event; 0: no limit (the age decides)."""
+    dead_retention_days: float = Field(default=7.0, gt=0)
+    """Dead-lettered events are kept (and replayable) this long, then deleted."""
 
 
 class Settings(_Section):
@@ -326,6 +339,7 @@ class Settings(_Section):
     log: LogSettings = LogSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
     fetch: FetchSettings = FetchSettings()
+    outbox: OutboxSettings = OutboxSettings()
     embedded: bool = False
 
     @model_validator(mode="after")
@@ -407,6 +421,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_DISK_CHECK_INTERVAL": ("maintenance", "disk_check_interval_s"),
     "WA_FETCH_ALLOW": ("fetch", "allow"),
     "WA_FETCH_ALLOW_LOOPBACK": ("fetch", "allow_loopback"),
+    "WA_WEBHOOK_MAX_AGE_DAYS": ("outbox", "max_age_days"),
+    "WA_WEBHOOK_MAX_ATTEMPTS": ("outbox", "max_attempts"),
+    "WA_WEBHOOK_DEAD_RETENTION_DAYS": ("outbox", "dead_retention_days"),
     "WA_EMBEDDED": ("", "embedded"),
 }
 

@@ -145,16 +145,22 @@ class MediaFiles:
         return open(self._part(media_id), "xb")
 
     def _commit_sync(self, handle: IO[bytes], meta: MediaMeta) -> None:
-        try:
-            handle.flush()
-            os.fsync(handle.fileno())
-        finally:
-            handle.close()
-        os.replace(self._part(meta.id), self._blob(meta.id))
         sidecar = self._sidecar(meta.id)
         tmp = sidecar.with_name(f".{meta.id}.json.tmp")
-        tmp.write_text(json.dumps(asdict(meta)), encoding="utf-8")
-        os.replace(tmp, sidecar)
+        try:
+            try:
+                handle.flush()
+                os.fsync(handle.fileno())
+            finally:
+                handle.close()
+            os.replace(self._part(meta.id), self._blob(meta.id))
+            tmp.write_text(json.dumps(asdict(meta)), encoding="utf-8")
+            os.replace(tmp, sidecar)
+        except BaseException:  # e.g. ENOSPC: leave nothing behind, not even bytes without a sidecar
+            for path in (tmp, self._blob(meta.id), self._part(meta.id)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            raise
 
     def _abort_sync(self, handle: IO[bytes], media_id: str) -> None:
         handle.close()

@@ -1,4 +1,4 @@
-"""The webapp composition root: DB → migrations → users → keys → TLS → HTTPS server (DESIGN §3, §11.1).
+"""The webapp composition root: DB → migrations → users → keys → TLS → disk check → HTTPS server (DESIGN §3, §11.1).
 
 ``WebApp`` does not own the bus: ``python -m webapp`` (or the embedded launcher, which shares one
 ``LocalBus`` with coreapp) starts it before and stops it after.
@@ -26,13 +26,24 @@ from shared.tasks import TaskSupervisor
 from webapp.access_log import AccessLogger
 from webapp.auth import API_KEY_ROUTES, Authenticator, load_jwt_key
 from webapp.certs import SERVER_TLS_KEY, ServerTls
+from webapp.disk import WebDiskGuard
 from webapp.envelope import MAX_JSON_BODY_BYTES
 from webapp.metrics import WebMetrics
 from webapp.middleware import auth_middleware, error_middleware, metrics_middleware
+from webapp.protocol import EnvelopeRunner
 from webapp.routes import ROUTES
 from webapp.routes.media import MEDIA_FILES_KEY, MEDIA_KEYS_KEY
 from webapp.routing import serve_trailing_slashes
-from webapp.state import AUTH_KEY, BUS_KEY, METRICS_KEY, RPC_TIMEOUT_KEY, TARGETS_KEY, VERSION_KEY, WEB_SETTINGS_KEY
+from webapp.state import (
+    AUTH_KEY,
+    BUS_KEY,
+    DISK_KEY,
+    METRICS_KEY,
+    RPC_TIMEOUT_KEY,
+    TARGETS_KEY,
+    VERSION_KEY,
+    WEB_SETTINGS_KEY,
+)
 from webapp.storage import WebStorage
 from webapp.tls import ensure_certificate, server_context
 
@@ -64,6 +75,13 @@ def build_app(settings: Settings, bus: Bus, auth: Authenticator, metrics: WebMet
     app[AUTH_KEY] = auth
     app[METRICS_KEY] = metrics
     app[MEDIA_FILES_KEY] = MediaFiles(settings.paths.media_dir)
+    app[DISK_KEY] = WebDiskGuard(
+        {"data": settings.paths.data_dir, "media": settings.paths.media_dir},
+        settings.maintenance.disk_min_free_mb,
+        interval_s=settings.maintenance.disk_check_interval_s,
+        critical_gauge=metrics.disk_critical,
+        free_gauge=metrics.disk_free_bytes,
+    )
     for table in ROUTES:
         app.add_routes(table)
     serve_trailing_slashes(app)
@@ -84,6 +102,7 @@ class WebApp:
         self.metrics = WebMetrics()
         self.storage: WebStorage | None = None
         self.auth: Authenticator | None = None
+        self.disk: WebDiskGuard | None = None
 
     async def start(self) -> None:
         settings = self._settings
@@ -101,13 +120,19 @@ class WebApp:
             configured = settings.web.cert_file is not None
             app[SERVER_TLS_KEY] = ServerTls(ssl_context, settings.paths.data_dir / "web", cert, configured=configured)
             app[MEDIA_KEYS_KEY] = storage
-            self._runner = web.AppRunner(
-                app, access_log=logging.getLogger("openprem.webapp.access"), access_log_class=AccessLogger
+            self.disk = app[DISK_KEY]
+            await self.disk.check()  # before listening: a full disk is known from the first request
+            self._runner = EnvelopeRunner(
+                app,
+                version=settings.chat.client_version,
+                access_log=logging.getLogger("openprem.webapp.access"),
+                access_log_class=AccessLogger,
             )
             await self._runner.setup()
             site = web.TCPSite(self._runner, settings.web.host, settings.web.port, ssl_context=ssl_context)
             await site.start()
             self._port = _bound_port(self._runner, settings.web.port)
+            self.disk.start(self._supervisor)
             self._supervisor.spawn_forever("purge-expired-tokens", self._purge_expired_tokens)
             self._supervisor.spawn_forever("purge-media-keys", self._purge_media_keys)
         except BaseException:

@@ -1,4 +1,4 @@
-"""Webapp metrics (``/metrics``): request counts and latency by route template, bus round trips, logins.
+"""Webapp metrics (``/metrics``): request counts and latency by route template, bus round trips, logins, free disk.
 
 Each ``WebApp`` owns its registry so several apps in one process (embedded mode, tests) never collide.
 Labels are route templates, never concrete paths: phone numbers and ids must not become label values.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from shared.metrics import families_to_json
 
@@ -41,6 +41,15 @@ class WebMetrics:
         )
         self.logins = Counter(
             "webapp_logins", "Login attempts by result (ok or the error code)", ["result"], registry=self.registry
+        )
+        self.disk_critical = Gauge(
+            "webapp_disk_critical",
+            "1 while the directory has less free space than WA_DISK_MIN_FREE_MB (uploads are refused), else 0",
+            ["dir"],
+            registry=self.registry,
+        )
+        self.disk_free_bytes = Gauge(
+            "webapp_disk_free_bytes", "Free bytes in the directory at the last check", ["dir"], registry=self.registry
         )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

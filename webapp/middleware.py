@@ -2,7 +2,8 @@
 
 ``errors`` is the one place a failure becomes a response (DESIGN §11.5): ``ApiError`` keeps its code and
 status; aiohttp's own 404/405/413 get On-Prem codes; pydantic errors that escape a route are still mapped;
-anything else is a 1000/500 carrying a request id, with the traceback in the log only.
+a body that breaks its framing half-way is 1025/400 and a client that hung up one INFO line; anything else is a
+1000/500 carrying a request id, with the traceback in the log only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from webapp.envelope import (
     validation_failed,
 )
 from webapp.openapi import OPENAPI_PATH
+from webapp.protocol import summary
 from webapp.state import AUTH_KEY, METRICS_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, VERSION_KEY, WEB_SETTINGS_KEY
 
 log = logging.getLogger("openprem.webapp.http")
@@ -81,14 +83,32 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         response = _render_http_exception(request, version, exc)
+    except web.RequestPayloadError as exc:  # the body broke its framing half-way (``webapp.protocol``)
+        details = f"the request body is malformed: {summary(str(exc))}"  # never the body's own bytes
+        log.warning("request %s: %s %s: %s", request_id, request.method, route_template(request), details)
+        error = ApiError(ErrorCode.INVALID_REQUEST, details)
+        response = error_response(version, [error], ErrorCode.INVALID_REQUEST.http_status)
+        response.force_close()  # the framing is lost: nothing after it on this connection can be trusted
     except asyncio.CancelledError:
         raise
-    except Exception:
-        log.exception("request %s failed: %s %s", request_id, request.method, route_template(request))
-        error = ApiError(ErrorCode.GENERIC, f"internal error; request id {request_id}")
-        response = error_response(version, [error], ErrorCode.GENERIC.http_status)
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and _client_gone(request):
+            # The client hung up mid-request (its body stream says "Connection lost"): not our bug, and no one is
+            # left to read an answer.
+            log.info("request %s: the client went away: %s %s", request_id, request.method, route_template(request))
+            error = ApiError(ErrorCode.INVALID_REQUEST, "the connection was lost while reading the request")
+            response = error_response(version, [error], ErrorCode.INVALID_REQUEST.http_status)
+        else:
+            log.exception("request %s failed: %s %s", request_id, request.method, route_template(request))
+            error = ApiError(ErrorCode.GENERIC, f"internal error; request id {request_id}")
+            response = error_response(version, [error], ErrorCode.GENERIC.http_status)
     response.headers["X-Request-Id"] = request_id
     return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _render_api_error(version: str, exc: ApiError) -> web.Response:

@@ -70,7 +70,14 @@ class OpsApi:
         registry.add(messages.GC, self.gc)
 
     async def stats_app(self, request: ops.StatsQuery) -> ops.Stats:
-        families = app_families(self._sources, await self._dispatcher.queue_size(), self._uptime())
+        dispatcher = self._dispatcher
+        families = app_families(
+            self._sources,
+            await dispatcher.queue_size(),
+            self._uptime(),
+            oldest_pending_age_s=await dispatcher.oldest_pending_age_s(),
+            dead_letters=await dispatcher.dead.count(),
+        )
         return _stats(request, families)
 
     async def stats_db(self, request: ops.StatsQuery) -> ops.Stats:

@@ -13,6 +13,11 @@ restart is needed either way.  While any directory is critical:
   the free space, before anything is written;
 - ``stats.app`` reports ``disk_critical{dir=…}`` 1 and ``disk_free_bytes{dir=…}``.
 
+While the data or media directory is critical, inbound messages are *held*: ``wait_for_room`` blocks the push
+handler before it decrypts, downloads or stores anything, so the push stays unacked and the network keeps it
+(also across a reconnect, which cancels the wait); the next check that finds room releases it, and it is stored
+and acked as usual.  ``inbound_paused`` is 1 in ``stats.app`` meanwhile.  Nothing unstored is ever acked.
+
 1016 was chosen over 1000/1014 because the condition is temporary and the client should retry, like overload.
 ``min_free_bytes`` is a plain attribute so an operator tool (or a test) can change the threshold at run time.
 """
@@ -21,49 +26,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coreapp.webhooks import payloads
 from shared.bus.contract.health import CriticalError
+from shared.disk import MB, DirState, free_bytes, mb, measure
 from shared.errors import ApiError, ErrorCode
 from shared.tasks import TaskSupervisor
 
 log = logging.getLogger("openprem.coreapp.disk")
 
-MB = 1024 * 1024
+__all__ = ["MB", "DirState", "DiskGuard", "free_bytes"]
+
 ERROR_CODE = ErrorCode.OVERLOADED
+INBOUND_DIRS = frozenset({"data", "media"})
+"""Where inbound messages and their auto-downloaded media are written: while one is critical they are held."""
 
 ReportError = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class DirState:
-    name: str  # "data" | "log" | "media": a bounded metric label
-    path: Path
-    free_bytes: int
-    critical: bool
-
-    def details(self, min_free_bytes: int) -> str:
-        return (
-            f"less than {_mb(min_free_bytes)} MB free in the {self.name} directory {self.path} "
-            f"({_mb(self.free_bytes)} MB free)"
-        )
-
-
-def _mb(n: int) -> str:
-    return f"{n / MB:.0f}" if n >= 10 * MB or n % MB == 0 else f"{n / MB:.2f}"
-
-
-def free_bytes(path: Path) -> int:
-    """Free bytes (for unprivileged users) on the file system of ``path`` or of its nearest existing parent."""
-    probe = path.absolute()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return int(shutil.disk_usage(probe).free)
 
 
 class DiskGuard:
@@ -81,6 +62,10 @@ class DiskGuard:
         self._report_error = report_error
         self._states: dict[str, DirState] = {}
         self._check_lock = asyncio.Lock()
+        self._room = asyncio.Event()  # set while inbound writes may go on (no INBOUND_DIRS critical)
+        self._room.set()
+        self.inbound_held = 0
+        """Inbound pushes waiting in ``wait_for_room`` now (the ``inbound_paused`` metric)."""
 
     # --- checking -------------------------------------------------------------------------------------------
 
@@ -95,24 +80,26 @@ class DiskGuard:
         """Measure every directory now, act on transitions, and return the new states."""
         async with self._check_lock:
             threshold = self.min_free_bytes
-            for name, path in self._dirs.items():
-                try:
-                    free = await asyncio.to_thread(free_bytes, path)
-                except OSError as exc:
-                    log.warning("disk guard: cannot measure %s directory %s: %s", name, path, exc)
-                    continue
-                state = DirState(name, path, free, free < threshold)
+            for name, state in (await measure(self._dirs, threshold)).items():
                 before = self._states.get(name)
                 self._states[name] = state
                 was_critical = before is not None and before.critical
                 if state.critical and not was_critical:
                     details = state.details(threshold)
-                    log.critical("critical: %s; sending is refused until space returns", details)
+                    held = " and inbound messages are held (not acked)" if name in INBOUND_DIRS else ""
+                    log.critical("critical: %s; sending is refused%s until space returns", details, held)
                     await self._report(details)
                 elif was_critical and not state.critical:
                     log.info(
-                        "disk space back in the %s directory %s (%s MB free): sending resumes", name, path, _mb(free)
+                        "disk space back in the %s directory %s (%s MB free): sending resumes",
+                        name,
+                        state.path,
+                        mb(state.free_bytes),
                     )
+            if any(s.critical for s in self._states.values() if s.name in INBOUND_DIRS):
+                self._room.clear()
+            else:
+                self._room.set()
             return dict(self._states)
 
     async def _report(self, details: str) -> None:
@@ -148,3 +135,22 @@ class DiskGuard:
             details = "; ".join(s.details(self.min_free_bytes) for s in critical)
             log.warning("messages.send refused: %s", details)
             raise ApiError(ERROR_CODE, f"{details}; free some space and retry")
+
+    async def wait_for_room(self) -> None:
+        """Return at once while the data and media directories have room; else wait (unacked) until they do.
+
+        Called by the inbound handler before it writes anything.  Cancelled with the chat session: the push stays
+        unacked and the network delivers it again after the reconnect.
+        """
+        if self._room.is_set():
+            return
+        self.inbound_held += 1
+        if self.inbound_held == 1:
+            details = "; ".join(s.details(self.min_free_bytes) for s in self.critical if s.name in INBOUND_DIRS)
+            log.warning("inbound messages held (not acked, the network keeps them): %s", details)
+        try:
+            await self._room.wait()
+        finally:
+            self.inbound_held -= 1
+        if self.inbound_held == 0:
+            log.info("disk space back: inbound messages resume")

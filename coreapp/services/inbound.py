@@ -5,6 +5,9 @@ Crash safety: before the commit nothing is acked, so the network redelivers and 
 again from the unchanged stored session; after the commit the id is in ``messages`` and a redelivery is only
 acked.  An envelope that cannot be decrypted never will be: it is recorded as ``undecryptable`` (so a replay is
 recognised) and acked, rather than redelivered forever.
+
+Disk full (``coreapp.maintenance.disk``): while the data or media directory is under ``WA_DISK_MIN_FREE_MB`` a
+new message waits, unacked, before anything is decrypted or written; the network keeps it until then.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import base64
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -50,8 +53,10 @@ class InboundService:
         notify_webhooks: Callable[[], None],
         *,
         media: MediaService | None = None,
+        room: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._media = media
+        self._room = room  # the disk guard's wait_for_room: holds a push (unacked) while the disk is full
         self._db = db
         self._link = link
         self._messages = messages
@@ -67,6 +72,8 @@ class InboundService:
         if await self._messages.exists(message_id):
             await self._link.ack(deliver)  # stored before: only the ack was lost
             return
+        if self._room is not None:
+            await self._room()  # before decrypting: nothing (session, media, message) is written while we wait
         is_prekey = deliver.envelope.kind is EnvelopeKind.PREKEY
         async with self._keys.session_lock(sender), self._identity_guard(is_prekey):
             try:

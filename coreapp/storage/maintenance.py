@@ -17,10 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coreapp.models import MessageDirection, MessageStatus
 from coreapp.storage.tables import message_receipt_log, messages
 from coreapp.storage.tables_idempotency import message_idempotency
-from coreapp.storage.tables_webhooks import webhook_outbox
+from coreapp.storage.tables_webhooks import webhook_dead, webhook_outbox
 from shared.db.engine import Database
 
-COUNTED_TABLES = {"messages": messages, "message_receipt_log": message_receipt_log, "webhook_outbox": webhook_outbox}
+COUNTED_TABLES = {
+    "messages": messages,
+    "message_receipt_log": message_receipt_log,
+    "webhook_outbox": webhook_outbox,
+    "webhook_dead": webhook_dead,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +93,7 @@ class MaintenanceStore:
         return await self._db.run("messages.gc_keys", gc_keys_txn)
 
     async def table_counts(self) -> dict[str, int]:
-        """Rows per table (``messages``, ``message_receipt_log``, ``webhook_outbox``)."""
+        """Rows per table (``messages``, ``message_receipt_log``, ``webhook_outbox``, ``webhook_dead``)."""
 
         async def fn(conn: AsyncConnection) -> dict[str, int]:
             return {

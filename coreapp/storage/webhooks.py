@@ -4,14 +4,19 @@ A row is only ever deleted after the receiver answered HTTP 200, so a crash at a
 receiver may see an event twice and drops it by ``event_id``).  Rows of one ``partition_key`` (the peer's wa_id,
 see ``partition_of``) are delivered strictly by ``seq``; the dispatcher may interleave partitions.
 
-``webhook_log`` is the delivery log: one row per attempt, bounded by ``trim_log``.
+``webhook_dead`` holds the events the dispatcher gave up on (too old, or too many failed attempts): moved there in
+one transaction (``dead_letter``), so an event is always in exactly one of the two tables until a 200 or its
+retention ends (``collect_dead``); ``replay_dead`` queues it again under a new ``seq`` with the same event id.
+
+``webhook_log`` is the delivery log: one row per attempt, dead-lettering or replay, bounded by ``trim_log``.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,8 +25,8 @@ import orjson
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coreapp.storage.tables_webhooks import webhook_log, webhook_outbox
-from shared.bus.contract.ops import WebhookLogEntry
+from coreapp.storage.tables_webhooks import webhook_dead, webhook_log, webhook_outbox
+from shared.bus.contract.ops import DeadReason, DeadWebhook, WebhookLogEntry
 from shared.db.engine import Database
 from shared.ids import EventId, new_event_id
 
@@ -70,6 +75,15 @@ class OutboxRow:
     created_at: datetime
     last_error: str | None
     partition: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayedRow:
+    """A dead event queued again: its new outbox ``seq``."""
+
+    event_id: EventId
+    seq: int
+    kind: WebhookKind
 
 
 class WebhookStore:
@@ -196,6 +210,156 @@ class WebhookStore:
 
         return await self._db.run("webhooks.count", fn)
 
+    async def oldest_pending(self, skip: Collection[int] = ()) -> datetime | None:
+        """When the oldest row waiting for delivery was queued (rows in ``skip``, delivered already, left out)."""
+
+        async def fn(conn: AsyncConnection) -> datetime | None:
+            query = (
+                select(webhook_outbox.c.seq, webhook_outbox.c.created_at)
+                .order_by(webhook_outbox.c.created_at, webhook_outbox.c.seq)
+                .limit(len(skip) + 1)
+            )
+            for row in await conn.execute(query):
+                if int(row.seq) not in skip:
+                    created: datetime = row.created_at
+                    return created
+            return None
+
+        return await self._db.run("webhooks.oldest_pending", fn)
+
+    # --- the dead-letter list -------------------------------------------------------------------------------
+
+    async def dead_letter(self, row: OutboxRow, attempts: int, error: str, reason: DeadReason) -> bool:
+        """Move ``row`` from the outbox to ``webhook_dead`` (one transaction); ``False`` if it was no longer queued."""
+        now = self._now()
+
+        async def fn(conn: AsyncConnection) -> bool:
+            gone = await conn.execute(delete(webhook_outbox).where(webhook_outbox.c.seq == row.seq))
+            if not gone.rowcount:
+                return False
+            await conn.execute(
+                insert(webhook_dead).values(
+                    event_id=row.event_id,
+                    seq=row.seq,
+                    kind=row.kind.value,
+                    body=row.body,
+                    partition_key=row.partition[:PARTITION_MAX],
+                    attempts=attempts,
+                    last_error=error[:LAST_ERROR_MAX],
+                    reason=reason,
+                    created_at=row.created_at,
+                    dead_at=now,
+                )
+            )
+            return True
+
+        return await self._db.run("webhooks.dead_letter", fn)
+
+    async def list_dead(self, limit: int) -> tuple[list[DeadWebhook], int]:
+        """The newest ``limit`` dead-lettered events, newest first, and how many there are."""
+
+        async def fn(conn: AsyncConnection) -> tuple[list[DeadWebhook], int]:
+            total = int(await conn.scalar(select(func.count()).select_from(webhook_dead)) or 0)
+            result = await conn.execute(select(webhook_dead).order_by(webhook_dead.c.id.desc()).limit(limit))
+            dead = [
+                DeadWebhook(
+                    event_id=r.event_id,
+                    seq=int(r.seq),
+                    kind=r.kind,
+                    attempts=int(r.attempts),
+                    reason=r.reason,
+                    last_error=r.last_error,
+                    created_at=r.created_at,
+                    dead_at=r.dead_at,
+                )
+                for r in result
+            ]
+            return dead, total
+
+        return await self._db.run("webhooks.list_dead", fn)
+
+    async def replay_dead(self, event_id: str | None, limit: int) -> tuple[list[ReplayedRow], int]:
+        """Queue ``event_id`` (or the oldest ``limit`` dead events) again, at the end of the outbox and with
+        ``attempts`` 0; what was queued and how many dead events remain.  ``DELETE_CHUNK`` per transaction.
+
+        A new ``seq`` rather than the old one: SQLite (no ``AUTOINCREMENT``), MySQL 5.7 and older MariaDB hand out
+        the largest ``seq`` present + 1 again, so an old ``seq`` may since belong to another row.
+        """
+        replayed: list[ReplayedRow] = []
+
+        async def chunk(conn: AsyncConnection, size: int) -> int:
+            query = select(webhook_dead).order_by(webhook_dead.c.id).limit(size).with_for_update()
+            if event_id is not None:
+                query = query.where(webhook_dead.c.event_id == event_id)
+            rows = list(await conn.execute(query))
+            if rows:
+                now = self._now()
+                values = [
+                    {
+                        "event_id": r.event_id,
+                        "kind": r.kind,
+                        "body": r.body,
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,  # its age limit counts again from the replay
+                        "last_error": None,
+                        "partition_key": r.partition_key or "",
+                    }
+                    for r in rows
+                ]
+                await conn.execute(insert(webhook_outbox), values)
+                await conn.execute(delete(webhook_dead).where(webhook_dead.c.id.in_([int(r.id) for r in rows])))
+                ids = [r.event_id for r in rows]
+                queued = await conn.execute(
+                    select(webhook_outbox.c.seq, webhook_outbox.c.event_id, webhook_outbox.c.kind)
+                    .where(webhook_outbox.c.event_id.in_(ids))
+                    .order_by(webhook_outbox.c.seq)
+                )
+                replayed.extend(ReplayedRow(EventId(q.event_id), int(q.seq), WebhookKind(q.kind)) for q in queued)
+            return len(rows)
+
+        while len(replayed) < limit:
+            size = min(DELETE_CHUNK, limit - len(replayed))
+            moved = await self._db.run("webhooks.replay_dead", functools.partial(chunk, size=size))
+            if moved < size or event_id is not None:
+                break
+
+        async def remaining(conn: AsyncConnection) -> int:
+            return int(await conn.scalar(select(func.count()).select_from(webhook_dead)) or 0)
+
+        return replayed, await self._db.run("webhooks.dead_count", remaining)
+
+    async def dead_count(self) -> int:
+        """Events in the dead-letter list (``callback_dead_letters``)."""
+
+        async def fn(conn: AsyncConnection) -> int:
+            return int(await conn.scalar(select(func.count()).select_from(webhook_dead)) or 0)
+
+        return await self._db.run("webhooks.dead_count", fn)
+
+    async def collect_dead(self, older_than: datetime) -> int:
+        """Delete dead events given up on before ``older_than`` (``DELETE_CHUNK`` per transaction); how many went."""
+
+        async def fn(conn: AsyncConnection) -> int:
+            ids = list(
+                await conn.scalars(
+                    select(webhook_dead.c.id)
+                    .where(webhook_dead.c.dead_at < older_than)
+                    .order_by(webhook_dead.c.id)
+                    .limit(DELETE_CHUNK)
+                )
+            )
+            if ids:
+                await conn.execute(delete(webhook_dead).where(webhook_dead.c.id.in_(ids)))
+            return len(ids)
+
+        total = 0
+        while True:
+            deleted = await self._db.run("webhooks.collect_dead", fn)
+            total += deleted
+            if deleted < DELETE_CHUNK:
+                return total
+
     # --- the delivery log -----------------------------------------------------------------------------------
 
     async def add_log(self, entries: Sequence[WebhookLogEntry]) -> None:
@@ -213,6 +377,7 @@ class WebhookStore:
                 "error": None if e.error is None else e.error[:LAST_ERROR_MAX],
                 "latency_ms": e.latency_ms,
                 "at": e.at,
+                "action": e.action,
             }
             for e in entries
         ]
@@ -238,6 +403,7 @@ class WebhookStore:
                     error=r.error,
                     latency_ms=round(float(r.latency_ms), 1),
                     at=r.at,
+                    action=r.action,
                 )
                 for r in result
             ]

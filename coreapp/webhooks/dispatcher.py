@@ -28,6 +28,12 @@ against the same policy as media links: public addresses only, unless ``WA_FETCH
 network (``WA_FETCH_ALLOW_LOOPBACK`` in the embedded default).  A refused target is a failed attempt like an
 unreachable one (logged with the reason, retried on backoff), and redirects are never followed.
 
+Bounded (``coreapp.webhooks.dead_letters``): a failed attempt past ``WA_WEBHOOK_MAX_AGE_DAYS`` or
+``WA_WEBHOOK_MAX_ATTEMPTS`` moves the event to the dead-letter list instead of scheduling a retry.  That is what
+unblocks its partition (and, once no other head is failing, the whole queue): the next event is tried at once.  A
+housekeeping task (every ``HOUSEKEEPING_EVERY_S``, jittered) trims the delivery log and deletes dead events past
+their retention; delivered rows are deleted as soon as they get their 200 (below).
+
 Time: ``clock`` (epoch seconds) decides what is due, ``sleeper`` does the waiting; tests inject both.
 
 Delivered rows are deleted in groups, off the delivery path: after a 200 the row's ``seq`` joins ``_delivered``
@@ -44,19 +50,22 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import aiohttp
 from yarl import URL
 
 from coreapp.storage.settings import SettingsStore
 from coreapp.storage.webhooks import OutboxRow, WebhookStore
+from coreapp.webhooks.dead_letters import DeadLetters
 from shared.appsettings import ApplicationSettings
 from shared.bus.contract.ops import WebhookLogEntry
+from shared.config import OutboxSettings
 from shared.db.engine import Database
 from shared.netguard import AddressPolicy, TargetRefused, refusal_in
 from shared.tasks import TaskSupervisor, first_completed
@@ -86,8 +95,10 @@ DELETE_LINGER_S = 0.05
 DELETE_RETRY_S = 1.0
 LOG_KEEP_ROWS = 10_000
 LOG_KEEP_S = 7 * 24 * 3600.0
-LOG_TRIM_EVERY_S = 300.0
-"""How often (by ``clock``) the delivery log is trimmed to ``LOG_KEEP_ROWS`` / ``LOG_KEEP_S``."""
+HOUSEKEEPING_EVERY_S = 300.0
+"""Mean seconds between trims of the delivery log (``LOG_KEEP_ROWS`` / ``LOG_KEEP_S``) and collections of dead
+events past their retention (each wait ± ``HOUSEKEEPING_JITTER``)."""
+HOUSEKEEPING_JITTER = 0.2
 LOG_BUFFER_MAX = 10_000
 """Attempts kept in memory while the log cannot be written (the oldest are dropped past this)."""
 
@@ -103,6 +114,7 @@ class DispatcherStats:
 
     delivered: int = 0
     failed_attempts: int = 0
+    dead_lettered: int = 0
     last_latency_ms: float | None = None
     durations_ms: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     """``(result, kind) -> (count, sum_ms)``; ``result`` is ``success``, an HTTP status, or an error name."""
@@ -157,6 +169,7 @@ class WebhookDispatcher:
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         idle_poll_s: float = IDLE_POLL_S,
         sleeper: Sleeper = asyncio.sleep,
+        limits: OutboxSettings | None = None,
     ) -> None:
         self._db = db
         self._store = store
@@ -183,11 +196,12 @@ class WebhookDispatcher:
         self._dirty = True
         self.head_reads = 0
         self._log_buffer: list[WebhookLogEntry] = []
-        self._last_trim: float | None = None
+        self._housekeeper: asyncio.Task[object] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._failed_url: str | None = None  # URL of the last failed attempt: a new URL is tried at once
         self._waiting_for_url = False
         self.stats = DispatcherStats()
+        self.dead = DeadLetters(store, limits or OutboxSettings(), clock, self._append_log, self.notify)
 
     async def start(self) -> None:
         if self._task is not None:
@@ -196,6 +210,9 @@ class WebhookDispatcher:
         self._settings.add_listener(self._on_settings)
         self._task = self._supervisor.spawn_forever("webhooks.dispatcher", self._run, restart_delay_s=2.0)
         self._deleter = self._supervisor.spawn_forever("webhooks.deleter", self._delete_loop, restart_delay_s=1.0)
+        self._housekeeper = self._supervisor.spawn_forever(
+            "webhooks.housekeeping", self._housekeeping_cycle, restart_delay_s=HOUSEKEEPING_EVERY_S
+        )
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Cancel delivery (in-flight requests are abandoned; their rows stay and are sent again next start)."""
@@ -205,10 +222,12 @@ class WebhookDispatcher:
             task.cancel()
             await asyncio.wait({task}, timeout=timeout_s)
         await self._cancel_in_flight(timeout_s)
-        deleter, self._deleter = self._deleter, None
-        if deleter is not None:
-            deleter.cancel()
-            await asyncio.wait({deleter}, timeout=timeout_s)
+        helpers = [t for t in (self._deleter, self._housekeeper) if t is not None]
+        self._deleter = self._housekeeper = None
+        for helper in helpers:
+            helper.cancel()
+        if helpers:
+            await asyncio.wait(helpers, timeout=timeout_s)
         with contextlib.suppress(Exception):  # best effort: left rows are posted again next start (receivers dedupe)
             async with asyncio.timeout(timeout_s):
                 await self._delete_pending()
@@ -233,6 +252,23 @@ class WebhookDispatcher:
     async def queue_size(self) -> int:
         """Events waiting for delivery (``callback_queue_size``)."""
         return max(0, await self._store.count() - len(self._delivered))
+
+    async def oldest_pending_age_s(self) -> float:
+        """Seconds the oldest event still waiting for its 200 has been queued; 0 when none is
+        (``callback_oldest_pending_age_seconds``)."""
+        oldest = await self._store.oldest_pending(set(self._delivered))
+        return 0.0 if oldest is None else max(0.0, self._clock() - oldest.timestamp())
+
+    async def collect(self) -> int:
+        """Trim the delivery log and delete dead events past their retention; how many dead events went."""
+        now = self._clock()
+        await self._store.trim_log(LOG_KEEP_ROWS, datetime.fromtimestamp(now - LOG_KEEP_S, UTC))
+        return await self.dead.collect()
+
+    async def _housekeeping_cycle(self) -> None:
+        spread = HOUSEKEEPING_EVERY_S * HOUSEKEEPING_JITTER
+        await asyncio.sleep(random.uniform(HOUSEKEEPING_EVERY_S - spread, HOUSEKEEPING_EVERY_S + spread))
+        await self.collect()
 
     def _on_settings(self, _settings: ApplicationSettings) -> None:
         self.notify()
@@ -313,8 +349,8 @@ class WebhookDispatcher:
         self._in_flight[partition] = self._supervisor.spawn(f"webhooks.drain:{partition}", drain)
 
     async def _drain(self, partition: str, queue: list[OutboxRow], url: str, settings: ApplicationSettings) -> None:
-        """Deliver ``queue`` (rows of one partition, in order) one at a time, stopping at the first failure or as
-        soon as any partition is failing."""
+        """Deliver ``queue`` (rows of one partition, in order) one at a time, stopping at the first failure (a
+        dead-lettered row is not one: the next goes on) or as soon as any partition is failing."""
         try:
             for row in queue:
                 if not await self._deliver(row, url, settings) or self._failing:
@@ -324,7 +360,8 @@ class WebhookDispatcher:
             self._wake.set()
 
     async def _deliver(self, row: OutboxRow, url: str, settings: ApplicationSettings) -> bool:
-        """One attempt; whether it got its 200."""
+        """One attempt; whether its partition may go on (it got its 200, or it failed past the limits and was
+        dead-lettered)."""
         error = await self._post(row, url, settings)
         if error is None:
             self._failing.discard(row.seq)
@@ -335,9 +372,17 @@ class WebhookDispatcher:
             self._delete_wake.set()
             return True
         self._failed_url = url
-        self._failing.add(row.seq)
+        self._failing.add(row.seq)  # at once: other partitions stop starting new work while this is settled
         self._dirty = True
         attempts = row.attempts + 1
+        reason = self.dead.reason(row, attempts)
+        if reason is not None:
+            buried = await self.dead.bury(row, attempts, error, reason)
+            if buried is not None:
+                self._failing.discard(row.seq)
+                if buried:
+                    self.stats.dead_lettered += 1
+                return True
         delay_s = backoff_ms(attempts, settings) / 1000.0
         next_at = datetime.fromtimestamp(self._clock() + delay_s, UTC)
         try:
@@ -397,21 +442,17 @@ class WebhookDispatcher:
         return error
 
     def _log(self, row: OutboxRow, url: str, status: int | None, error: str | None, elapsed_ms: float) -> None:
+        at = datetime.fromtimestamp(self._clock(), UTC)
+        attempt = row.attempts + 1
+        host = url_host(url)
+        self._append_log(
+            WebhookLogEntry(row.event_id, row.seq, row.kind.value, host, attempt, status, error, elapsed_ms, at)
+        )
+
+    def _append_log(self, entry: WebhookLogEntry) -> None:
         if len(self._log_buffer) >= LOG_BUFFER_MAX:
             del self._log_buffer[0]
-        self._log_buffer.append(
-            WebhookLogEntry(
-                event_id=row.event_id,
-                seq=row.seq,
-                kind=row.kind.value,
-                host=url_host(url),
-                attempt=row.attempts + 1,
-                status=status,
-                error=error,
-                latency_ms=elapsed_ms,
-                at=datetime.fromtimestamp(self._clock(), UTC),
-            )
-        )
+        self._log_buffer.append(entry)
         self._delete_wake.set()
 
     async def _flush_log(self) -> None:
@@ -421,10 +462,6 @@ class WebhookDispatcher:
         except BaseException:
             self._log_buffer[:0] = entries[-LOG_BUFFER_MAX:]  # try again next time
             raise
-        now = self._clock()
-        if self._last_trim is None or now - self._last_trim >= LOG_TRIM_EVERY_S:
-            self._last_trim = now
-            await self._store.trim_log(LOG_KEEP_ROWS, datetime.fromtimestamp(now, UTC) - timedelta(seconds=LOG_KEEP_S))
 
     async def _delete_loop(self) -> None:
         """Delete delivered rows in groups (one transaction per ``DELETE_BATCH`` or linger period) and write the

@@ -110,7 +110,7 @@ async def test_support_has_versions_and_no_secrets(live: Live) -> None:
     core = support["coreapp"]
     assert core["gateway_status"] == "unregistered" and core["registered"] is False
     assert core["db_engine"] == "SQLITE" and core["bus"] == "LOCAL"
-    assert core["counts"] == {"messages": 0, "message_receipt_log": 0, "webhook_outbox": 0}
+    assert core["counts"] == {"messages": 0, "message_receipt_log": 0, "webhook_outbox": 0, "webhook_dead": 0}
     text = str(body)
     for secret in (live.token, "N3w-Secret!", "secret", "password", "jwt"):
         assert secret not in text

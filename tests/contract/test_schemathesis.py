@@ -36,6 +36,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from coreapp.storage.webhooks import WebhookKind
 from tests.contract.conftest import Live
 from tests.support.media_samples import SAMPLES_BY_TYPE
 
@@ -107,7 +108,7 @@ class Report:
     calls: int = 0
 
 
-def run_schemathesis(live: Live) -> Report:
+def run_schemathesis(live: Live, loop: asyncio.AbstractEventLoop) -> Report:
     session = requests.Session()
     session.verify = str(live.ca_file)
     session.headers.update(live.auth())
@@ -116,7 +117,7 @@ def run_schemathesis(live: Live) -> Report:
     schema = schemathesis.openapi.from_dict(document)
     report = Report()
     _run_fuzz(schema, session, live, report)
-    _run_success_paths(schema, session, live, report)
+    _run_success_paths(schema, session, live, report, loop)
     return report
 
 
@@ -180,7 +181,9 @@ def _run_operation(operation: Any, mode: GenerationMode, session: requests.Sessi
         report.no_negative.append(label)
 
 
-def _run_success_paths(schema: Any, session: requests.Session, live: Live, report: Report) -> None:
+def _run_success_paths(
+    schema: Any, session: requests.Session, live: Live, report: Report, loop: asyncio.AbstractEventLoop
+) -> None:
     """The successes random data cannot reach (ids from an earlier answer, a valid password, a CA), each call
     validated like a generated one: status, content type and body against the document."""
 
@@ -251,9 +254,23 @@ def _run_success_paths(schema: Any, session: requests.Session, live: Live, repor
     call("GET", ca, 200)
     call("DELETE", ca, 200)
 
+    # A dead-lettered webhook to replay: queued and given up on in coreapp's store, on the server's loop.
+    event_id = asyncio.run_coroutine_threadsafe(_dead_letter_one(live), loop).result(10)
+    call("GET", "/v1/webhooks/dead", 200)
+    call("POST", "/v1/webhooks/dead/{event_id}/replay", 200, path_parameters={"event_id": event_id})
+    call("POST", "/v1/webhooks/dead/replay", 200)
+
     backup = call("POST", "/v1/settings/backup", 200, body={"password": password}, media_type=JSON)
     data = backup.json()["settings"]["data"] if backup is not None else ""
     call("POST", "/v1/settings/restore", 200, body={"password": password, "data": data}, media_type=JSON)
+
+
+async def _dead_letter_one(live: Live) -> str:
+    store = live.core.stores.webhooks
+    await live.core.db.run("test.enqueue", lambda conn: store.enqueue_txn(conn, WebhookKind.ERROR, {"errors": []}))
+    row = (await store.head(1000))[-1]
+    assert await store.dead_letter(row, 1, "HTTP 500", "max_attempts")
+    return row.event_id
 
 
 def _describe(case: Any, exc: BaseException) -> str:
@@ -264,7 +281,7 @@ def _describe(case: Any, exc: BaseException) -> str:
 
 @pytest.mark.timeout(240)
 async def test_api_conforms_to_its_openapi_document(live: Live) -> None:
-    report = await asyncio.to_thread(run_schemathesis, live)
+    report = await asyncio.to_thread(run_schemathesis, live, asyncio.get_running_loop())
     assert report.calls > 100
     assert not report.failures, "\n".join(
         f"{label}:\n  " + "\n  ".join(items) for label, items in sorted(report.failures.items())

@@ -83,7 +83,12 @@ async def test_gc_batches(backend: DbSettings, sandbox: Sandbox, make_core: Core
     while batch := await store.gc_batch(cutoffs, limit=2):
         batches.append(batch)
     assert batches == [2, 2, 1]
-    assert await store.table_counts() == {"messages": 5, "message_receipt_log": 5, "webhook_outbox": 1}
+    assert await store.table_counts() == {
+        "messages": 5,
+        "message_receipt_log": 5,
+        "webhook_outbox": 1,
+        "webhook_dead": 0,
+    }
 
 
 def _value(section: dict[str, Any], name: str, **labels: str) -> float:

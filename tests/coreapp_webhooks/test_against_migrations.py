@@ -38,3 +38,22 @@ async def test_stores_on_migrated_schema(backend: DbSettings) -> None:
         assert (await SettingsStore(db).get_application()) == new
     finally:
         await db.close()
+
+
+async def test_dead_letters_on_migrated_schema(backend: DbSettings) -> None:
+    """0004: ``webhook_dead`` and ``webhook_log.action`` as the store uses them."""
+    await migrate(backend, MIGRATIONS, "alembic_version_coreapp")
+    db = await Database.connect(backend)
+    try:
+        store = WebhookStore(db)
+        event_id = await enqueue(db, store, 1)
+        (row,) = await store.head(10)
+        assert await store.dead_letter(row, 3, "HTTP 500", "max_attempts")
+        (dead,), total = await store.list_dead(10)
+        assert (total, dead.event_id, dead.reason, dead.attempts) == (1, event_id, "max_attempts", 3)
+        (replayed,), remaining = await store.replay_dead(event_id, 1)
+        assert (replayed.event_id, remaining) == (event_id, 0)
+        assert [r.event_id for r in await store.head(10)] == [event_id]
+        assert await store.collect_dead(datetime.now(UTC) + timedelta(days=1)) == 0
+    finally:
+        await db.close()

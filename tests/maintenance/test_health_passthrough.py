@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from shared.config import DbSettings
-from tests.webapp.conftest import Api, FakeCore, admin, api, core, web_options, webapp
+from tests.webapp.conftest import Api, FakeCore, admin, api, core, fetch_options, web_options, webapp
 
-__all__ = ["admin", "api", "core", "web_options", "webapp"]
+__all__ = ["admin", "api", "core", "fetch_options", "web_options", "webapp"]
 
 DISK = {"code": 1016, "title": "System overloaded", "details": "less than 10 MB free in the data directory /d"}
 

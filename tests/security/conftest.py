@@ -1,7 +1,8 @@
 """Fixtures and helpers for the attack tests: the coreapp ones (an in-process chatd, a real CoreApp), the whole
-product in one process (``tests.security.stack``), the e2e deployment of OS processes; a real
-WebApp on loopback (as in ``tests/webapp``), a real argon2 hasher that measures how many of its computations
-overlap, and samplers for latency and memory while an attack runs."""
+product in one process (``tests.security.stack``), the e2e deployment of OS processes, the webhook ones (outbox
+tables, a loopback receiver), the live stack of tests/contract and the webapp ones (a fake coreapp behind
+LocalBus); a real argon2 hasher that measures how many of its computations overlap, and samplers for latency
+and memory while an attack runs."""
 
 from __future__ import annotations
 
@@ -21,23 +22,49 @@ from argon2 import PasswordHasher
 
 from shared.bus.local import LocalBus
 from shared.config import DbSettings
+from tests.contract.conftest import live
 from tests.coreapp.conftest import make_core, sandbox, sqlite_db
+from tests.coreapp_webhooks.conftest import db, receiver, settings_store, store
 from tests.e2e.conftest import deployment, mqtt_broker, pytest_runtest_makereport
 from tests.security.stack import make_stack, sqlite_backend, stack
 from tests.support.bus import json_handler
-from tests.webapp.conftest import Api, FakeCore, fast_hasher, make_settings
+from tests.webapp.conftest import (
+    Api,
+    FakeCore,
+    admin,
+    api,
+    app_db,
+    core,
+    fast_hasher,
+    fetch_options,
+    make_settings,
+    web_options,
+    webapp,
+)
 from webapp.app import WebApp
 
 __all__ = [
+    "admin",
+    "api",
+    "app_db",
+    "core",
+    "db",
     "deployment",
+    "fetch_options",
+    "live",
     "make_core",
     "make_stack",
     "mqtt_broker",
     "pytest_runtest_makereport",
+    "receiver",
     "sandbox",
+    "settings_store",
     "sqlite_backend",
     "sqlite_db",
     "stack",
+    "store",
+    "web_options",
+    "webapp",
 ]
 
 MiB = 1024 * 1024

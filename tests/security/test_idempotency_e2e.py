@@ -59,7 +59,10 @@ def signal_group(dep: Deployment, name: str, sig: signal.Signals) -> None:
 async def lose_the_answer_on_mqtt(dep: Deployment, api: Api, body: dict[str, Any], key: str) -> None:
     """coreapp frozen → request on the bus → webapp SIGKILLed → coreapp resumes and answers nobody."""
     assert dep.mqtt_port is not None
-    async with aiomqtt.Client("127.0.0.1", dep.mqtt_port, identifier=f"spy-{uuid.uuid4().hex[:8]}") as spy:
+    # The broker is authenticated (the shipped ACL): only coreapp's identity may read requests.
+    login = {"username": "coreapp", "password": dep.mqtt_users["coreapp"]} if "coreapp" in dep.mqtt_users else {}
+    spy_id = f"spy-{uuid.uuid4().hex[:8]}"
+    async with aiomqtt.Client("127.0.0.1", dep.mqtt_port, identifier=spy_id, **login) as spy:
         await spy.subscribe(f"openprem/{dep.instance}/rpc/req", qos=1)
         signal_group(dep, "coreapp", signal.SIGSTOP)
         try:

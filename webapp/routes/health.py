@@ -7,7 +7,9 @@ parse stays the same and the log says why.
 While coreapp reports a critical condition (DESIGN §3: e.g. less than ``WA_DISK_MIN_FREE_MB`` free in the data,
 log or media directory), its ``errors`` are passed through inside ``health``:
 ``{"health":{"gateway_status":"connected","errors":[{"code":1016,"title":"System overloaded","details":"…"}]}}``.
-The key is absent otherwise, so the reference shape is unchanged when all is well.
+The key is absent otherwise, so the reference shape is unchanged when all is well.  webapp adds its own
+(``webapp.disk``: the media or data directory it writes under ``WA_DISK_MIN_FREE_MB``), without repeating one
+coreapp already reported in the same words.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from webapp.envelope import ok
 from webapp.openapi import doc
 from webapp.routes.common import rpc
 from webapp.schemas.responses import HealthResponse
-from webapp.state import RPC_TIMEOUT_KEY
+from webapp.state import DISK_KEY, RPC_TIMEOUT_KEY
 
 log = logging.getLogger("openprem.webapp.health")
 
@@ -50,4 +52,8 @@ async def health(request: web.Request) -> web.Response:
         health["gateway_status"] = result.gateway_status.value
         if result.errors:
             health["errors"] = to_builtins(result)["errors"]
+    known = {(e.get("code"), e.get("details")) for e in health.get("errors", [])}
+    for error in request.app[DISK_KEY].errors():
+        if (error.code.code, error.details) not in known:
+            health.setdefault("errors", []).append(error.to_dict())
     return ok(request, {"health": health})

@@ -13,10 +13,16 @@ An upload may carry an ``Idempotency-Key`` (``shared.idempotency``): the file is
 claimed in ``web_media_idempotency`` with the fingerprint of (media type, SHA-256 of the bytes).  A key already
 held for the same upload answers its media id and the new copy is deleted; for other bytes or another type it is
 409 / 1004 (the new copy deleted too).  Only a success is remembered: a refused upload may be retried as it is.
+
+Disk space (``webapp.disk``): an upload is refused with 1016 "System overloaded" / HTTP 503 before a byte is
+written while the media or data directory is under ``WA_DISK_MIN_FREE_MB`` (or the declared length would take it
+there), and mid-way when a re-check every ``DISK_RECHECK_BYTES`` or the file system itself (``ENOSPC``) says so;
+the partial file is removed either way.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 from datetime import UTC, datetime
 
@@ -30,7 +36,7 @@ from webapp.envelope import HttpApiError, ok
 from webapp.openapi import binary_content, doc
 from webapp.routes.common import IDEMPOTENCY_KEY, idempotency_key
 from webapp.schemas.responses import MediaUploadResponse
-from webapp.state import WEB_SETTINGS_KEY
+from webapp.state import DISK_KEY, WEB_SETTINGS_KEY
 from webapp.storage import MediaKey, WebStorage
 
 log = logging.getLogger("openprem.webapp.media")
@@ -39,6 +45,9 @@ MEDIA_FILES_KEY = web.AppKey("openprem.media_files", MediaFiles)
 MEDIA_KEYS_KEY = web.AppKey("openprem.media_keys", WebStorage)
 """Where upload keys are claimed (set by ``WebApp.start``)."""
 CHUNK_BYTES = 256 * 1024
+DISK_RECHECK_BYTES = 4 * 1024 * 1024
+"""Free space is measured again after this many bytes of one upload (a statvfs in a thread)."""
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 routes = web.RouteTableDef()
 
@@ -65,7 +74,7 @@ def _not_found(media_id: str) -> ApiError:
     "Upload media: the raw bytes, the Content-Type naming their type",
     raw_body=binary_content(ALLOWED_TYPES),
     responses={201: MediaUploadResponse},
-    errors=(409, 415),
+    errors=(409, 415, 503),
     headers=[IDEMPOTENCY_KEY],
     tags=["media"],
 )
@@ -81,7 +90,16 @@ async def upload(request: web.Request) -> web.Response:
         raise _type_error(exc) from None
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
-    meta = await _store(request, declared, limit)
+    await request.app[DISK_KEY].ensure_room(request.content_length or 0)
+    try:
+        meta = await _store(request, declared, limit)
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        log.warning("media upload refused: the media volume is full (%s)", exc.strerror)
+        raise HttpApiError(
+            ErrorCode.OVERLOADED, "the media volume is full; free some space and retry", status=503
+        ) from None
     media_id = meta.id if key is None else await _claim(request, key, meta)
     if media_id == meta.id:
         log.info("media %s stored: %s, %d bytes", meta.id, meta.mime_type, meta.size)
@@ -123,13 +141,18 @@ async def _store(request: web.Request, declared: str, limit: int) -> MediaMeta:
         mime = check(declared, bytes(head))
     except MediaTypeError as exc:
         raise _type_error(exc) from None
+    disk = request.app[DISK_KEY]
     writer = await request.app[MEDIA_FILES_KEY].open_writer()
     try:
         await writer.write(bytes(head))
+        checked = writer.size
         async for chunk in chunks:
             if writer.size + len(chunk) > limit:
                 raise _too_large(limit)
             await writer.write(chunk)
+            if writer.size - checked >= DISK_RECHECK_BYTES:
+                await disk.ensure_room()
+                checked = writer.size
         return await writer.commit(mime)
     finally:
         await writer.abort()

@@ -49,6 +49,8 @@ METHODS: tuple[Method[Any, Any], ...] = (
     ops.SUPPORT,
     messages.GC,
     ops.WEBHOOK_LOG,
+    ops.WEBHOOK_DEAD,
+    ops.WEBHOOK_REPLAY,
 )
 
 BY_NAME: dict[str, Method[Any, Any]] = {method.name: method for method in METHODS}
