@@ -105,8 +105,8 @@ def core_settings(
         ping_interval_s=5.0,
         offline_drain_timeout_s=5.0,
     )
-    media_dir = sandbox.settings.data_dir.parent / "media"
-    return Settings(db=db, chat=chat, paths=PathSettings(media_dir=media_dir))
+    root = sandbox.settings.data_dir.parent  # the test's tmp_path: the key-store key file stays out of var/
+    return Settings(db=db, chat=chat, paths=PathSettings(data_dir=root / "data", media_dir=root / "media"))
 
 
 @pytest.fixture
