@@ -1,9 +1,10 @@
 """coreapp's composition root (contracts §1): build in dependency order, stop in reverse with timeouts.
 
-config → DB + migrations → stores → keys → webhook dispatcher → disk guard, GC → accept path → the API areas on
-the RPC registry → bus (serving) → the chat scope (connection, sender, inbound, receipts, templates) of the
-registered number.  Every object is built here, once; the chat scope is built here too, per registered number,
-and replaced as a whole after a (re-)registration or a restore (``coreapp.scope``).
+config → DB + migrations → the key store (its key; plaintext rows of older versions sealed) → stores → keys →
+webhook dispatcher → disk guard, GC → accept path → the API areas on the RPC registry → bus (serving) → the chat
+scope (connection, sender, inbound, receipts, templates) of the registered number.  Every object is built here,
+once; the chat scope is built here too, per registered number, and replaced as a whole after a
+(re-)registration or a restore (``coreapp.scope``).
 
 Stopping starts with the bus: it stops taking requests (a request arriving now is answered 1011 at once) and
 waits for the ones being handled, so no ``messages.send`` is left waiting on an accept path that is gone.
@@ -93,8 +94,9 @@ class Stores:
     backup: BackupStore
 
     @classmethod
-    def build(cls, db: Database) -> Stores:
-        accounts, keys = AccountStore(db), KeyStore(db)
+    def build(cls, db: Database, keys: KeyStore) -> Stores:
+        """``keys`` comes from ``KeyStore.open`` (it needs the key-store key and seals older rows first)."""
+        accounts = AccountStore(db)
         return cls(
             accounts=accounts,
             keys=keys,
@@ -185,7 +187,7 @@ class CoreApp:
         settings, chat, supervisor = self._settings, self._chat, self._supervisor
         await run_migrations(settings)
         db = await Database.connect(settings.db)
-        stores = Stores.build(db)
+        stores = Stores.build(db, await KeyStore.open(db, settings.keystore, settings.paths.data_dir))
         targets = AddressPolicy.from_settings(settings.fetch)
         max_bytes = settings.web.max_upload_bytes
         fetcher = LinkFetcher(targets, stores.settings, max_bytes, connect_timeout_s=settings.chat.connect_timeout_s)
@@ -319,7 +321,7 @@ class CoreApp:
         )
         receipts = ReceiptService(db, connection, stores.messages, statuses, stores.settings, notify)
         templates = TemplateService(stores.templates, connection)
-        notices = SystemNotices(db, stores.webhooks, stores.settings, notify, core.identities)
+        notices = SystemNotices(db, stores.webhooks, stores.keys, stores.settings, notify, core.identities)
         identity_changes = IdentityChangeHandler(
             keys, stores.keys, connection, sender.forget_devices, notices.identity_changed
         )

@@ -21,7 +21,7 @@ COPY openprem ./openprem
 RUN pip install --no-compile . \
  && groupadd --system --gid 10001 whatsapp \
  && useradd --system --uid 10001 --gid whatsapp --home-dir /nonexistent --shell /usr/sbin/nologin whatsapp \
- && install -d -o whatsapp -g whatsapp /usr/local/wamedia /usr/local/waent/data /usr/local/waent/chatd /var/log/whatsapp
+ && install -d -m 0700 -o whatsapp -g whatsapp /usr/local/wamedia /usr/local/waent/data /usr/local/waent/chatd /var/log/whatsapp
 USER whatsapp
 WORKDIR /usr/local/waent
 # Chat service (WA_SANDBOX_PORT, WA_SANDBOX_FALLBACK_PORT) and media host (WA_SANDBOX_MEDIA_PORT).  The admin API

@@ -21,7 +21,7 @@ COPY openprem ./openprem
 RUN pip install --no-compile . \
  && groupadd --system --gid 10001 whatsapp \
  && useradd --system --uid 10001 --gid whatsapp --home-dir /nonexistent --shell /usr/sbin/nologin whatsapp \
- && install -d -o whatsapp -g whatsapp /usr/local/wamedia /usr/local/waent/data /usr/local/waent/chatd /var/log/whatsapp
+ && install -d -m 0700 -o whatsapp -g whatsapp /usr/local/wamedia /usr/local/waent/data /usr/local/waent/chatd /var/log/whatsapp
 # Daily log cleanup, as in the On-Prem images (the host cron runs `docker exec <id> /opt/whatsapp/bin/cleanup.sh`).
 COPY docker/cleanup.sh /opt/whatsapp/bin/cleanup.sh
 RUN chmod 0755 /opt/whatsapp/bin/cleanup.sh

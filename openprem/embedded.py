@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from shared.config import BusKind, ConfigError, DbEngine, Settings, load_settings
 from shared.lifecycle import config_failure, run_process
+from shared.private_files import make_private_dirs
 
 log = logging.getLogger("openprem.launcher")
 
@@ -140,7 +141,7 @@ def prepare_dirs(settings: Settings, *, sandbox: bool) -> None:
     if sandbox:
         dirs.append(settings.sandbox.data_dir)
     for directory in dirs:
-        Path(directory).mkdir(parents=True, exist_ok=True)
+        make_private_dirs(Path(directory))
 
 
 # --------------------------------------------------------------------------------------------------- run

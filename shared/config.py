@@ -8,6 +8,8 @@ Components receive only their own section.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 import ipaddress
@@ -329,6 +331,42 @@ class OutboxSettings(_Section):
     """Dead-lettered events are kept (and replayable) this long, then deleted."""
 
 
+KEYSTORE_KEY_BYTES = 32
+DEFAULT_KEYSTORE_KEY_FILE = Path("keys/store.key")
+"""Relative to ``WA_DATA_DIR``."""
+
+
+class KeystoreSettings(_Section):
+    """coreapp's key-store key: it seals the identity and Signal sessions in the database (AES-256-GCM), so the
+    database alone does not reveal them.  It lives outside the database: ``key`` (``WA_KEYSTORE_KEY``) when set,
+    else the file ``key_file`` (made on the first start of an install that has no sealed keys yet)."""
+
+    key: bytes | None = Field(default=None, repr=False)  # a secret: never in repr or logs
+    key_file: Path | None = None
+    """``None``: ``<WA_DATA_DIR>/keys/store.key`` (``key_file_in``)."""
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _decode_key(cls, value: object) -> bytes | None:
+        # Never put the value in the message: it would reach the start-up error line.
+        if value is None or value == "":
+            return None
+        raw = value if isinstance(value, bytes) else b""
+        if isinstance(value, str):
+            try:
+                raw = base64.b64decode(value.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+        if len(raw) != KEYSTORE_KEY_BYTES:
+            raise ValueError(
+                f"must be the base64 of {KEYSTORE_KEY_BYTES} random bytes (e.g. `openssl rand -base64 32`)"
+            )
+        return raw
+
+    def key_file_in(self, data_dir: Path) -> Path:
+        return self.key_file if self.key_file is not None else data_dir / DEFAULT_KEYSTORE_KEY_FILE
+
+
 class Settings(_Section):
     db: DbSettings = DbSettings()
     bus: BusSettings = BusSettings()
@@ -340,6 +378,7 @@ class Settings(_Section):
     maintenance: MaintenanceSettings = MaintenanceSettings()
     fetch: FetchSettings = FetchSettings()
     outbox: OutboxSettings = OutboxSettings()
+    keystore: KeystoreSettings = KeystoreSettings()
     embedded: bool = False
 
     @model_validator(mode="after")
@@ -424,6 +463,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_WEBHOOK_MAX_AGE_DAYS": ("outbox", "max_age_days"),
     "WA_WEBHOOK_MAX_ATTEMPTS": ("outbox", "max_attempts"),
     "WA_WEBHOOK_DEAD_RETENTION_DAYS": ("outbox", "dead_retention_days"),
+    "WA_KEYSTORE_KEY": ("keystore", "key"),
+    "WA_KEYSTORE_KEY_FILE": ("keystore", "key_file"),
     "WA_EMBEDDED": ("", "embedded"),
 }
 

@@ -3,8 +3,8 @@
 An operator who starts a container before its database, with a port already taken or a broker that is down
 should read what is wrong and where, in one line; tracebacks are for bugs.  So the failures an environment
 can cause (database, network, broker, migration lock, configuration found bad at start, e.g. a short JWT key
-file) are logged as one ``CRITICAL`` line and the process exits 1, while anything else keeps its traceback in
-the log.
+file, a missing or wrong key-store key) are logged as one ``CRITICAL`` line and the process exits 1, while
+anything else keeps its traceback in the log.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def describe(exc: BaseException) -> str | None:
         return f"database error: {first}"
     if isinstance(exc, OSError):
         return f"{type(exc).__name__}: {exc}"
-    # Broker and migration-lock failures subclass ConnectionError/RuntimeError with a clear message.
-    if type(exc).__name__ in {"BusUnavailableError", "MigrationLockTimeout"}:
+    # Broker, migration-lock and key-store-key failures carry a clear message of their own.
+    if type(exc).__name__ in {"BusUnavailableError", "MigrationLockTimeout", "KeystoreError"}:
         return str(exc)
     return None
 

@@ -31,6 +31,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shared.config import LogSettings
+from shared.private_files import make_private_dirs, private_opener
 
 MB = 1024 * 1024
 
@@ -116,15 +117,27 @@ def _gzip_namer(name: str) -> str:
 
 
 def _gzip_rotator(source: str, dest: str) -> None:
-    with open(source, "rb") as src, gzip.open(dest, "wb") as dst:
+    with (
+        open(source, "rb") as src,
+        open(dest, "wb", opener=private_opener) as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb") as dst,
+    ):
         shutil.copyfileobj(src, dst)
     os.remove(source)
 
 
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Creates each log file 0600 (renamed backups keep it): logs name customers and numbers."""
+
+    def _open(self) -> Any:
+        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=private_opener)
+
+
 def make_file_handler(path: Path, rotation: Rotation) -> logging.handlers.RotatingFileHandler:
-    """A ``RotatingFileHandler`` writing pre-formatted lines; gzip-compressing backups when asked."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
+    """A ``RotatingFileHandler`` writing pre-formatted lines (files 0600 in a 0700 directory); gzip-compressing
+    backups when asked."""
+    make_private_dirs(path.parent)
+    handler = _PrivateRotatingFileHandler(
         path, maxBytes=rotation.max_bytes, backupCount=rotation.backup_count, encoding="utf-8", delay=True
     )
     if rotation.compress:

@@ -4,6 +4,7 @@ Layout: ``<media_dir>/<uuid>`` holds the plaintext bytes and ``<media_dir>/<uuid
 ``{"id", "mime_type", "size", "sha256" (hex), "created_at" (epoch s)}``.  Both are written to a hidden temporary
 name and renamed into place, the sidecar last: a file without a sidecar does not exist yet (a crash mid-upload
 leaves only a ``.part``).  Paths are built only from ids that match the UUID format, never from other input.
+Files are created 0600 and directories 0700 (``shared.private_files``): media are customers' messages.
 
 All disk work runs in threads (``asyncio.to_thread``); writes are buffered so a 64 MB upload costs a few dozen
 thread hops, and hashing happens in the same thread call as the write.
@@ -22,6 +23,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from shared.private_files import make_private_dirs, private_opener
 
 MEDIA_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _WRITE_BUFFER = 1024 * 1024
@@ -141,8 +144,8 @@ class MediaFiles:
     # --- blocking parts (threads only) ------------------------------------------------------------------
 
     def _open_sync(self, media_id: str) -> IO[bytes]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return open(self._part(media_id), "xb")
+        make_private_dirs(self.root)
+        return open(self._part(media_id), "xb", opener=private_opener)  # 0600, kept by the renames
 
     def _commit_sync(self, handle: IO[bytes], meta: MediaMeta) -> None:
         sidecar = self._sidecar(meta.id)
@@ -154,7 +157,8 @@ class MediaFiles:
             finally:
                 handle.close()
             os.replace(self._part(meta.id), self._blob(meta.id))
-            tmp.write_text(json.dumps(asdict(meta)), encoding="utf-8")
+            with open(tmp, "w", encoding="utf-8", opener=private_opener) as fh:
+                fh.write(json.dumps(asdict(meta)))
             os.replace(tmp, sidecar)
         except BaseException:  # e.g. ENOSPC: leave nothing behind, not even bytes without a sidecar
             for path in (tmp, self._blob(meta.id), self._part(meta.id)):

@@ -39,6 +39,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from shared.config import JWT_KEY_MIN_BYTES, ConfigError, WebSettings
 from shared.errors import ApiError, ErrorCode
+from shared.private_files import make_private_dirs
 from webapp.envelope import HttpApiError
 from webapp.login_guard import HashGate, LoginThrottle
 from webapp.schemas.users import USERNAME_PATTERN
@@ -181,7 +182,7 @@ def load_jwt_key(web_settings: WebSettings, data_dir: Path) -> bytes:
 
 
 def _read_or_create_secret(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

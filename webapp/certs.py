@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from shared.errors import ApiError, ErrorCode
+from shared.private_files import make_private_dirs
 from webapp.tls import CERT_FILE, EXTERNAL_CERT_FILE, EXTERNAL_KEY_FILE, locked, server_context, write_atomic
 
 log = logging.getLogger("openprem.webapp.certs")
@@ -85,7 +86,7 @@ class ServerTls:
         log.info("external HTTPS certificate installed; new connections use it")
 
     def _store_and_load(self, chain: bytes, key: bytes) -> ssl.SSLContext:
-        self._directory.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self._directory)
         cert_path, key_path = self._directory / EXTERNAL_CERT_FILE, self._directory / EXTERNAL_KEY_FILE
         staged_cert, staged_key = cert_path.with_suffix(".new.crt"), key_path.with_suffix(".new.key")
         with locked(self._directory):

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared.config import WebSettings
+from shared.private_files import make_private_dirs
 
 log = logging.getLogger("openprem.webapp.tls")
 
@@ -42,7 +43,7 @@ def ensure_certificate(web: WebSettings, data_dir: Path) -> tuple[Path, Path]:
             raise ValueError("set both WA_WEB_CERT_FILE and WA_WEB_KEY_FILE, or neither")
         return web.cert_file, web.key_file
     directory = data_dir / "web"
-    directory.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(directory)  # 0700: it holds the private key
     cert, key = directory / CERT_FILE, directory / KEY_FILE
     with locked(directory):
         external = directory / EXTERNAL_CERT_FILE, directory / EXTERNAL_KEY_FILE

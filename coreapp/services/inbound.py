@@ -192,6 +192,7 @@ class SystemNotices:
         self,
         db: Database,
         webhooks: WebhookStore,
+        keys: KeyStore,
         settings: SettingsStore,
         notify_webhooks: Callable[[], None],
         identities: IdentityAcks,
@@ -201,7 +202,7 @@ class SystemNotices:
         self._settings = settings
         self._notify_webhooks = notify_webhooks
         self._identities = identities
-        self._keys = KeyStore(db)
+        self._keys = keys
 
     async def identity_changed(self, frame: IdentityChanged) -> None:
         settings = await self._settings.get_application()

@@ -2,7 +2,9 @@
 
 A backup carries the account row, the identity, every Signal session and every row of ``settings`` (the
 application settings, media providers, profile, business profile, webhook CA, …).  Messages, webhooks and
-caches are not carried: they belong to the install, not to the number.  Never log what goes through here.
+caches are not carried: they belong to the install, not to the number.  The keys cross this module in plaintext
+(the backup blob has its own envelope); the key store seals them again with this install's key on restore.
+Never log what goes through here.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.models import Account, AccountStatus
 from coreapp.storage.account import AccountStore
-from coreapp.storage.keys import KeyStore
-from coreapp.storage.tables import identity, signal_sessions
+from coreapp.storage.keys import KeyRows, KeyStore, SealedKeyRows
 from coreapp.storage.tables_settings import settings as settings_table
 from shared.db.engine import Database
 from shared.db.types import upsert
@@ -44,40 +45,33 @@ class BackupStore:
         return await self._accounts.get()
 
     async def snapshot(self) -> Snapshot:
-        """Everything in one read transaction, so identity and sessions agree with each other."""
+        """Everything in one read transaction, so identity and sessions agree with each other; the keys come out
+        of the key store in plaintext (the backup's own envelope protects them)."""
 
-        async def fn(conn: AsyncConnection) -> Snapshot:
+        async def fn(conn: AsyncConnection) -> tuple[Account | None, SealedKeyRows, dict[str, str]]:
             account = await self._accounts.get_txn(conn)
-            ident = await conn.scalar(select(identity.c.data).where(identity.c.id == 1))
-            sessions = [
-                (str(r.peer), int(r.device_id), str(r.state))
-                for r in await conn.execute(
-                    select(signal_sessions.c.peer, signal_sessions.c.device_id, signal_sessions.c.state)
-                )
-            ]
+            keys = await self._keys.read_all_txn(conn)
             rows = await conn.execute(select(settings_table.c.name, settings_table.c.value))
-            return Snapshot(account, None if ident is None else str(ident), sessions, {r.name: r.value for r in rows})
+            return account, keys, {r.name: r.value for r in rows}
 
-        return await self._db.run("backup.snapshot", fn)
+        account, sealed, settings = await self._db.run("backup.snapshot", fn)
+        keys = await self._keys.open_all(sealed)
+        return Snapshot(account, keys.identity, keys.sessions, settings)
 
     async def restore(self, snapshot: Snapshot) -> None:
-        """Replace account, identity and sessions; upsert the settings rows (rows the backup lacks stay)."""
+        """Replace account, identity and sessions (sealed with this install's key); upsert the settings rows
+        (rows the backup lacks stay)."""
+        account = snapshot.account
+        keys: SealedKeyRows | None = None
+        if account is not None and account.wa_id is not None and snapshot.identity_json is not None:
+            keys = await self._keys.seal_all(KeyRows(snapshot.identity_json, snapshot.sessions))
 
         async def fn(conn: AsyncConnection) -> None:
-            account = snapshot.account
-            if account is not None and account.wa_id is not None and snapshot.identity_json is not None:
+            if account is not None and account.wa_id is not None and keys is not None:
                 await self._accounts.mark_registered_txn(
                     conn, account.cc, account.phone_number, WaId(account.wa_id), account.vname, account.cert
                 )
-                await self._keys.save_identity_txn(conn, snapshot.identity_json)
-                await conn.execute(delete(signal_sessions))
-                now = datetime.now(UTC)
-                rows: list[dict[str, Any]] = [
-                    {"peer": peer, "device_id": device, "state": state, "updated_at": now}
-                    for peer, device, state in snapshot.sessions
-                ]
-                if rows:
-                    await conn.execute(insert(signal_sessions), rows)
+                await self._keys.replace_all_txn(conn, keys)
             now = datetime.now(UTC)
             for name, value in snapshot.settings.items():
                 await upsert(

@@ -1,43 +1,163 @@
 """SQL for the Signal key store: the identity (one row) and a session per (peer, device).
 
+Both are sealed at rest (``coreapp.storage.sealing``: AES-256-GCM under a key kept outside the database, bound to
+the row), so a copy of the database alone reveals no key.  This module is the only one that seals and opens them;
+everything above it sees plaintext JSON.  ``KeyStore.open`` runs at start, after the migrations and before the
+keys load: it gets the key, checks it against the rows, and seals the plaintext rows an older version wrote.
+
 Never log what goes through here: it is key material.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coreapp.storage.sealing import PREFIX, KeystoreError, Sealer, binding, is_sealed, key_id_of, load_key
 from coreapp.storage.tables import identity, signal_sessions
 from coreapp.storage.tables_settings import settings as settings_table
+from shared.config import KeystoreSettings
 from shared.db.engine import Database
 from shared.db.types import upsert
 from shared.ids import WaId
 
+log = logging.getLogger("openprem.coreapp.keys")
+
 _ROW_ID = 1
 _CHUNK = 200
 """Rows per multi-row statement: well under every backend's bound-parameter limit (SQLite: 32,766)."""
+_SEAL_BATCH = 500
+"""Plaintext sessions sealed per transaction when an older install is upgraded."""
+_IDENTITY_ROW = binding("identity", _ROW_ID)
+
+
+def _session_row(peer: str, device: int) -> bytes:
+    return binding("signal_sessions", peer, device)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRows:
+    """Plaintext key material in bulk (a backup): the identity JSON and every ``(peer, device, state JSON)``."""
+
+    identity: str | None
+    sessions: list[tuple[str, int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class SealedKeyRows:
+    """The same, as stored: every value sealed for its row."""
+
+    identity: str | None
+    sessions: list[tuple[str, int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Survey:
+    sealed: bool
+    """Whether any row is sealed (then the key must exist: never make a new one)."""
+    identity_sealed: bool
+    """Sessions are sealed before the identity, so a sealed identity means nothing is left in plaintext."""
+    key_id: bytes | None
 
 
 class KeyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, sealer: Sealer) -> None:
         self._db = db
+        self._sealer = sealer
+
+    @classmethod
+    async def open(cls, db: Database, settings: KeystoreSettings, data_dir: Path) -> KeyStore:
+        """Start-up: the key (made only while nothing is sealed), checked against the rows, then the plaintext
+        rows of an older version sealed in place.  ``KeystoreError`` when the key is missing or another one."""
+        survey = await db.run("keys.survey", _survey_txn)
+        key = await asyncio.to_thread(load_key, settings, data_dir, may_create=not survey.sealed)
+        store = cls(db, Sealer(key))
+        if survey.sealed and survey.key_id != store._sealer.key_id:
+            found = survey.key_id.hex() if survey.key_id is not None else "unknown"
+            raise KeystoreError(
+                f"the key-store key (id {store._sealer.key_id.hex()}) is not the key the stored identity and "
+                f"sessions are sealed with (id {found}): configure that key (WA_KEYSTORE_KEY or "
+                "WA_KEYSTORE_KEY_FILE)"
+            )
+        if not survey.identity_sealed:
+            await store._seal_plaintext_rows()
+        return store
+
+    async def _seal_plaintext_rows(self) -> None:
+        """Seal what an older version stored in plaintext: sessions in batches (a transaction each), then the
+        identity, last, so a crash part-way resumes at the next start.  Idempotent."""
+        sealed = 0
+
+        async def batch_txn(conn: AsyncConnection) -> int:
+            await _secure_delete(conn, True)
+            rows = (
+                await conn.execute(
+                    select(signal_sessions.c.peer, signal_sessions.c.device_id, signal_sessions.c.state)
+                    .where(~signal_sessions.c.state.startswith(PREFIX))
+                    .order_by(signal_sessions.c.peer, signal_sessions.c.device_id)
+                    .limit(_SEAL_BATCH)
+                    .with_for_update()
+                )
+            ).all()
+            if rows:
+                values = await asyncio.to_thread(self._seal_sessions, [(r.peer, r.device_id, r.state) for r in rows])
+                await conn.execute(
+                    update(signal_sessions)
+                    .where(signal_sessions.c.peer == bindparam("b_peer"))
+                    .where(signal_sessions.c.device_id == bindparam("b_device"))
+                    .values(state=bindparam("b_state")),
+                    [{"b_peer": peer, "b_device": device, "b_state": state} for peer, device, state in values],
+                )
+            await _secure_delete(conn, False)
+            return len(rows)
+
+        while count := await self._db.run("keys.seal_plaintext_sessions", batch_txn):
+            sealed += count
+
+        async def identity_txn(conn: AsyncConnection) -> bool:
+            value = await conn.scalar(select(identity.c.data).where(identity.c.id == _ROW_ID).with_for_update())
+            if value is None or is_sealed(value):
+                return False
+            data = await asyncio.to_thread(self._sealer.seal, str(value), _IDENTITY_ROW)
+            await _secure_delete(conn, True)
+            await conn.execute(update(identity).where(identity.c.id == _ROW_ID).values(data=data))
+            await _secure_delete(conn, False)
+            return True
+
+        if await self._db.run("keys.seal_plaintext_identity", identity_txn):
+            sealed += 1
+        if sealed:
+            log.info("sealed %d key-store rows an older version stored in plaintext", sealed)
+
+    def _seal_sessions(self, rows: Sequence[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+        return [(peer, device, self._sealer.seal(state, _session_row(peer, device))) for peer, device, state in rows]
+
+    def _open_sessions(self, rows: Sequence[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+        return [(peer, device, self._sealer.open(state, _session_row(peer, device))) for peer, device, state in rows]
+
+    def _open_session(self, peer: str, device: int, value: object) -> str:
+        return self._sealer.open(str(value), _session_row(peer, device))
 
     async def load_identity(self) -> str | None:
         async def fn(conn: AsyncConnection) -> str | None:
             value = await conn.scalar(select(identity.c.data).where(identity.c.id == _ROW_ID))
-            return None if value is None else str(value)
+            return None if value is None else self._sealer.open(str(value), _IDENTITY_ROW)
 
         return await self._db.run("keys.load_identity", fn)
 
     async def save_identity_txn(self, conn: AsyncConnection, data: str) -> None:
-        values = {"id": _ROW_ID, "data": data, "updated_at": datetime.now(UTC)}
+        sealed = self._sealer.seal(data, _IDENTITY_ROW)
+        values = {"id": _ROW_ID, "data": sealed, "updated_at": datetime.now(UTC)}
         await upsert(conn, identity, values, key=["id"], update=["data", "updated_at"])
 
     async def save_identity(self, data: str) -> None:
@@ -50,7 +170,7 @@ class KeyStore:
             rows = await conn.execute(
                 select(signal_sessions.c.device_id, signal_sessions.c.state).where(signal_sessions.c.peer == peer)
             )
-            return {int(r.device_id): str(r.state) for r in rows}
+            return {int(r.device_id): self._open_session(peer, int(r.device_id), r.state) for r in rows}
 
         return await self._db.run("keys.load_sessions", fn)
 
@@ -68,7 +188,7 @@ class KeyStore:
                     )
                 )
                 for r in rows:
-                    found[WaId(r.peer)][int(r.device_id)] = str(r.state)
+                    found[WaId(r.peer)][int(r.device_id)] = self._open_session(r.peer, int(r.device_id), r.state)
             return found
 
         if not wanted:
@@ -79,7 +199,12 @@ class KeyStore:
         """Upsert many ``(peer, device) -> state`` in the caller's transaction (one statement per chunk)."""
         now = datetime.now(UTC)
         rows = [
-            {"peer": peer, "device_id": device, "state": state, "updated_at": now}
+            {
+                "peer": peer,
+                "device_id": device,
+                "state": self._sealer.seal(state, _session_row(peer, device)),
+                "updated_at": now,
+            }
             for (peer, device), state in sorted(states.items())
         ]
         for start in range(0, len(rows), _CHUNK):
@@ -92,12 +217,13 @@ class KeyStore:
                     signal_sessions.c.peer == peer, signal_sessions.c.device_id == device_id
                 )
             )
-            return None if value is None else str(value)
+            return None if value is None else self._open_session(peer, device_id, value)
 
         return await self._db.run("keys.load_session", fn)
 
     async def save_session_txn(self, conn: AsyncConnection, peer: WaId, device_id: int, state: str) -> None:
-        values = {"peer": peer, "device_id": device_id, "state": state, "updated_at": datetime.now(UTC)}
+        sealed = self._sealer.seal(state, _session_row(peer, device_id))
+        values = {"peer": peer, "device_id": device_id, "state": sealed, "updated_at": datetime.now(UTC)}
         await upsert(conn, signal_sessions, values, key=["peer", "device_id"], update=["state", "updated_at"])
 
     async def delete_sessions(self, peer: WaId) -> None:
@@ -105,6 +231,46 @@ class KeyStore:
             await conn.execute(delete(signal_sessions).where(signal_sessions.c.peer == peer))
 
         await self._db.run("keys.delete_sessions", fn)
+
+    # --- in bulk, for backup and restore ----------------------------------------------------------------------
+
+    async def read_all_txn(self, conn: AsyncConnection) -> SealedKeyRows:
+        """The identity and every session as stored (``open_all`` them outside the transaction)."""
+        value = await conn.scalar(select(identity.c.data).where(identity.c.id == _ROW_ID))
+        rows = await conn.execute(select(signal_sessions.c.peer, signal_sessions.c.device_id, signal_sessions.c.state))
+        sessions = [(str(r.peer), int(r.device_id), str(r.state)) for r in rows]
+        return SealedKeyRows(None if value is None else str(value), sessions)
+
+    async def open_all(self, rows: SealedKeyRows) -> KeyRows:
+        """Plaintext of ``read_all_txn``'s rows (in a thread: a backup may hold many sessions)."""
+
+        def work() -> KeyRows:
+            ident = None if rows.identity is None else self._sealer.open(rows.identity, _IDENTITY_ROW)
+            return KeyRows(ident, self._open_sessions(rows.sessions))
+
+        return await asyncio.to_thread(work)
+
+    async def seal_all(self, rows: KeyRows) -> SealedKeyRows:
+        """``rows`` sealed with this install's key, ready for ``replace_all_txn`` (in a thread)."""
+
+        def work() -> SealedKeyRows:
+            ident = None if rows.identity is None else self._sealer.seal(rows.identity, _IDENTITY_ROW)
+            return SealedKeyRows(ident, self._seal_sessions(rows.sessions))
+
+        return await asyncio.to_thread(work)
+
+    async def replace_all_txn(self, conn: AsyncConnection, rows: SealedKeyRows) -> None:
+        """Put ``rows`` in place of the identity and every session (a restore)."""
+        if rows.identity is not None:
+            values = {"id": _ROW_ID, "data": rows.identity, "updated_at": datetime.now(UTC)}
+            await upsert(conn, identity, values, key=["id"], update=["data", "updated_at"])
+        await conn.execute(delete(signal_sessions))
+        if rows.sessions:
+            now = datetime.now(UTC)
+            await conn.execute(
+                insert(signal_sessions),
+                [{"peer": p, "device_id": d, "state": state, "updated_at": now} for p, d, state in rows.sessions],
+            )
 
     # --- peers' identities (the 480/1028 acknowledgement flow) ------------------------------------------------
     # One JSON document per peer in the ``settings`` table, named ``peer_identity:<wa_id>``:
@@ -182,3 +348,23 @@ def _upsert_sessions(dialect: str, rows: list[dict[str, Any]]) -> Any:
             set_={"state": lite.excluded.state, "updated_at": lite.excluded.updated_at},
         )
     raise NotImplementedError(f"save_sessions_txn: unsupported dialect {dialect!r}")
+
+
+async def _secure_delete(conn: AsyncConnection, on: bool) -> None:
+    """SQLite: zero the pages the plaintext rows free while they are sealed, instead of leaving them readable in
+    the file.  (Server databases keep old row versions in their own logs until they recycle them: docs.)"""
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql(f"PRAGMA secure_delete = {'ON' if on else 'OFF'}")
+
+
+async def _survey_txn(conn: AsyncConnection) -> _Survey:
+    """What is sealed, and with which key id: the identity row, else any one sealed session (mid-upgrade)."""
+    value = await conn.scalar(select(identity.c.data).where(identity.c.id == _ROW_ID))
+    if value is not None and is_sealed(str(value)):
+        return _Survey(sealed=True, identity_sealed=True, key_id=key_id_of(str(value)))
+    state = await conn.scalar(
+        select(signal_sessions.c.state).where(signal_sessions.c.state.startswith(PREFIX)).limit(1)
+    )
+    if state is not None:
+        return _Survey(sealed=True, identity_sealed=False, key_id=key_id_of(str(state)))
+    return _Survey(sealed=False, identity_sealed=False, key_id=None)

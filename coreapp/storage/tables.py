@@ -39,7 +39,8 @@ account = Table(
 identity = Table(
     "identity",
     metadata,
-    # One row (id = 1): the Identity JSON (identity key pair, signed pre-key, one-time pre-keys).
+    # One row (id = 1): the Identity JSON (identity key pair, signed pre-key, one-time pre-keys), sealed
+    # (coreapp.storage.sealing), as is each session's state below.
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("data", LongText, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),

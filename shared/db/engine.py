@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from shared.config import DbEngine, DbSettings
+from shared.private_files import create_private_file, make_private_dirs, tighten
 from shared.tasks import finish_then_cancel
 
 log = logging.getLogger("openprem.db")
@@ -202,7 +203,7 @@ async def ensure_database(settings: DbSettings) -> None:
     container started before its database simply waits.
     """
     if settings.engine is DbEngine.SQLITE:
-        await asyncio.to_thread(Path(settings.sqlite_path).parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_prepare_sqlite_file, Path(settings.sqlite_path))
         return
     deadline = time.monotonic() + settings.startup_wait_s
     delay = 0.5
@@ -275,6 +276,17 @@ async def drop_database(settings: DbSettings) -> None:
                 await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         await admin.dispose()
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    """The database file made 0600 (in 0700 directories) before SQLite opens it: SQLite gives its ``-wal`` and
+    ``-shm`` files the mode of the database file, so the three stay private.  Files an older version left
+    readable by others are narrowed."""
+    make_private_dirs(path.parent)
+    if not create_private_file(path):
+        for suffix in ("", "-wal", "-shm"):
+            if tighten(Path(f"{path}{suffix}")):
+                log.warning("%s%s was readable by other users: narrowed to owner only", path, suffix)
 
 
 def _unlink_sqlite_files(path: Path) -> None:

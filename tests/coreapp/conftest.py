@@ -110,10 +110,11 @@ def core_settings(
         ping_interval_s=5.0,
         offline_drain_timeout_s=5.0,
     )
-    media_dir = sandbox.settings.data_dir.parent / "media"
+    root = sandbox.settings.data_dir.parent  # the test's tmp_path: the key-store key file stays out of var/
     # The tests' webhook receivers and file servers are on loopback: allowed as in the embedded default.
     fetch = fetch or FetchSettings(allow_loopback=True)
-    return Settings(db=db, chat=chat, paths=PathSettings(media_dir=media_dir), fetch=fetch)
+    paths = PathSettings(data_dir=root / "data", media_dir=root / "media")
+    return Settings(db=db, chat=chat, paths=paths, fetch=fetch)
 
 
 @pytest.fixture

@@ -284,17 +284,17 @@ async def test_business_profile(admin: Api) -> None:
 async def test_backup_restore_settings(admin: Api) -> None:
     await admin.call("PATCH", "/v1/settings/application", {"sent_status": True})
     await admin.call("PATCH", "/v1/settings/profile/about", {"text": "before"})
-    status, body, _ = await admin.call("POST", "/v1/settings/backup", {"password": "pw-1"})
+    status, body, _ = await admin.call("POST", "/v1/settings/backup", {"password": "pw-1-long-enough"})
     assert status == 200, body
     blob = body["settings"]["data"]
     await admin.call("DELETE", "/v1/settings/application")
     await admin.call("PATCH", "/v1/settings/profile/about", {"text": "after"})
     for bad, status_code in (
         ({"password": "nope", "data": blob}, (400, 1009)),
-        ({"password": "pw-1", "data": blob[:20]}, (400, 1009)),
-        ({"password": "pw-1"}, (400, 1008)),
+        ({"password": "pw-1-long-enough", "data": blob[:20]}, (400, 1009)),
+        ({"password": "pw-1-long-enough"}, (400, 1008)),
         ({"password": "", "data": blob}, (400, 1009)),
-        ({"password": "pw-1", "data": blob, "x": 1}, (400, 1010)),
+        ({"password": "pw-1-long-enough", "data": blob, "x": 1}, (400, 1010)),
     ):
         status, body, _ = await admin.call("POST", "/v1/settings/restore", bad)
         assert (status, _code(body)) == status_code, bad
@@ -302,7 +302,7 @@ async def test_backup_restore_settings(admin: Api) -> None:
     assert (status, _code(body)) == (400, 1025)
     status, body, _ = await admin.call("POST", "/v1/settings/backup", {})
     assert (status, _code(body)) == (400, 1008)
-    status, body, _ = await admin.call("POST", "/v1/settings/restore", {"password": "pw-1", "data": blob})
+    status, body, _ = await admin.call("POST", "/v1/settings/restore", {"password": "pw-1-long-enough", "data": blob})
     assert status == 200, body
     status, body, _ = await admin.call("GET", "/v1/settings/application")
     assert body["settings"]["application"]["sent_status"] is True

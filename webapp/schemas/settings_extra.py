@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from shared.bus.contract.settings import BACKUP_PASSWORD_MIN_CHARS
 from shared.errors import ApiError, ErrorCode
 from shared.profiles import MediaProvider
 from webapp.envelope import validation_failed
@@ -17,7 +18,7 @@ _PROVIDERS: TypeAdapter[list[MediaProvider]] = TypeAdapter(ProvidersBody)
 
 
 class BackupRequest(RequestModel):
-    password: str = Field(min_length=1, max_length=1024)
+    password: str = Field(min_length=BACKUP_PASSWORD_MIN_CHARS, max_length=1024)
 
 
 class RestoreRequest(RequestModel):

@@ -56,6 +56,10 @@ class ComplianceInfo(msgspec.Struct):
     """``shared.profiles.ComplianceInfo``: validated by webapp, again by coreapp."""
 
 
+BACKUP_PASSWORD_MIN_CHARS = 8
+"""A new backup's password is at least this long (a restore takes any: older backups may have shorter ones)."""
+
+
 class BackupRequest(msgspec.Struct):
     password: str
 
@@ -153,8 +157,8 @@ BACKUP = Method(
     "settings.backup",
     BackupRequest,
     Backup,
-    doc="`data`: base64 blob (scrypt + AES-256-GCM of account, identity, sessions, every `settings` row)",
-    errors="1008",
+    doc="`data`: base64 blob (scrypt N=2^17 + AES-256-GCM of account, identity, sessions, every `settings` row)",
+    errors=f"1008, 1009 password shorter than {BACKUP_PASSWORD_MIN_CHARS} characters",
 )
 RESTORE = Method(
     "settings.restore",
