@@ -20,8 +20,9 @@ import aiohttp
 
 from bench.procstat import Watch, fixed, pidof, pids_by_comm
 from shared.config import DbSettings
-from tests.e2e.harness import Deployment, Proc, free_port
+from tests.e2e.harness import Deployment, Proc
 from tests.support.mosquitto import PrivateMosquitto
+from tests.support.ports import free_port
 from tests.support.services import db_settings_for, drop_database, mariadb_server, postgres_server
 
 REPO = Path(__file__).resolve().parent.parent

@@ -19,7 +19,8 @@ from bench.dbstats import mariadb_counters, per_message
 from bench.deploy import bench_env, wait_http
 from bench.procstat import Watch, fixed, pidof
 from bench.stats import api_summary, cpu_per_1k
-from tests.e2e.harness import Proc, free_port
+from tests.e2e.harness import Proc
+from tests.support.ports import free_port
 from tests.support.services import mariadb_server
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,17 +16,12 @@ from chatd.app import Chatd
 from coreapp.app import CoreApp
 from shared.bus.local import LocalBus
 from shared.config import ChatSettings, DbEngine, DbSettings, FetchSettings, PathSettings, SandboxSettings, Settings
+from tests.support.ports import free_port
 
 BUSINESS_CC = "1"
 BUSINESS_NUMBER = "6315551000"
 BUSINESS_WA_ID = BUSINESS_CC + BUSINESS_NUMBER
 PHONE = "12025550199"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 15.0, interval_s: float = 0.05) -> Any:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 ACL_FILE = ROOT / "conf" / "mosquitto.acl"
 """What each broker identity may do: the file compose mounts, so the tests check the shipped rules."""
@@ -50,12 +52,6 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
             return True
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def mosquitto_binary() -> str | None:
