@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
@@ -367,6 +368,39 @@ class KeystoreSettings(_Section):
         return self.key_file if self.key_file is not None else data_dir / DEFAULT_KEYSTORE_KEY_FILE
 
 
+class HaSettings(_Section):
+    """Multiconnect / high availability (reference §5, ``docs/architecture.md``).  Off: one coreapp serves the
+    number.  On (every webapp, master and coreapp of the deployment): masters (``master``) race for the master
+    lease, other coreapps for shard leases; webapps route each call to the node that holds its lease.
+
+    The lease timing decides failover: a holder renews every ``renew_every_s`` and gives the role up
+    ``margin_s`` before ``lease_ttl_s`` runs out; a successor may take over once the database's clock passed the
+    expiry, so a dead owner is replaced within about ``lease_ttl_s`` plus one take-over attempt.  The On-Prem
+    application settings ``heartbeat_interval`` / ``unhealthy_interval``, when an admin sets them, replace
+    ``renew_every_s`` / ``lease_ttl_s`` (read at every take)."""
+
+    multiconnect: bool = False
+    master: bool = False
+    node_id: str = Field(default_factory=lambda: socket.gethostname().split(".")[0] or "node")
+    """This process's name in ``/v1/health``, the leases and the bus (``[A-Za-z0-9_.-]``; unique per process)."""
+    lease_ttl_s: float = Field(default=6.0, gt=0, le=3600)
+    renew_every_s: float = Field(default=1.5, gt=0, le=3600)
+    margin_s: float = Field(default=1.5, gt=0, le=600)
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+            raise ValueError("must be 1-64 characters of A-Z a-z 0-9 _ . -")
+        return value
+
+    @model_validator(mode="after")
+    def _renewals_inside_the_lease(self) -> Self:
+        if not self.renew_every_s < self.lease_ttl_s - self.margin_s:
+            raise ValueError("WA_HA_RENEW_INTERVAL must be below WA_HA_LEASE_TTL minus WA_HA_MARGIN")
+        return self
+
+
 class Settings(_Section):
     db: DbSettings = DbSettings()
     bus: BusSettings = BusSettings()
@@ -379,6 +413,7 @@ class Settings(_Section):
     fetch: FetchSettings = FetchSettings()
     outbox: OutboxSettings = OutboxSettings()
     keystore: KeystoreSettings = KeystoreSettings()
+    ha: HaSettings = HaSettings()
     embedded: bool = False
 
     @model_validator(mode="after")
@@ -465,6 +500,12 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WA_WEBHOOK_DEAD_RETENTION_DAYS": ("outbox", "dead_retention_days"),
     "WA_KEYSTORE_KEY": ("keystore", "key"),
     "WA_KEYSTORE_KEY_FILE": ("keystore", "key_file"),
+    "WA_APP_MULTICONNECT": ("ha", "multiconnect"),
+    "WA_MASTER_NODE": ("ha", "master"),
+    "WA_NODE_ID": ("ha", "node_id"),
+    "WA_HA_LEASE_TTL": ("ha", "lease_ttl_s"),
+    "WA_HA_RENEW_INTERVAL": ("ha", "renew_every_s"),
+    "WA_HA_MARGIN": ("ha", "margin_s"),
     "WA_EMBEDDED": ("", "embedded"),
 }
 
@@ -478,8 +519,6 @@ _INFORMATIONAL = {
     "WA_DB_PERSISTENT",
     "WA_CONFIG_ON_DB",
     "WA_DB_UPGRADE",
-    "WA_APP_MULTICONNECT",
-    "WA_MASTER_NODE",
     "COREAPP_HOSTNAME",
     "COREAPP_EXTERNAL_PORTS",
     "WEBAPP_HOSTNAME",
