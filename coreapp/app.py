@@ -6,6 +6,10 @@ scope (connection, sender, inbound, receipts, templates) of the registered numbe
 once; the chat scope is built here too, per registered number, and replaced as a whole after a
 (re-)registration or a restore (``coreapp.scope``).
 
+With multiconnect (``WA_APP_MULTICONNECT``) the same objects are built, then ``coreapp.ha.HaNode`` decides what
+this process does: as the primary master it serves the ``master`` route and runs the webhook dispatcher and GC;
+as a shard's owner it serves that shard's route and builds the chat scope for that shard only.
+
 Stopping starts with the bus: it stops taking requests (a request arriving now is answered 1011 at once) and
 waits for the ones being handled, so no ``messages.send`` is left waiting on an accept path that is gone.
 """
@@ -13,8 +17,10 @@ waits for the ones being handled, so no ``messages.send`` is left waiting on an 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,9 @@ from coreapp.api.settings_extra import SettingsExtraApi
 from coreapp.api.webhooks import WebhooksApi
 from coreapp.chat.connection import ChatConnection
 from coreapp.chat.dispatch import PushDispatcher
+from coreapp.ha.guard import RoleGuard
+from coreapp.ha.node import HaNode, NodeHooks
+from coreapp.ha.reshard import Resharder
 from coreapp.maintenance.disk import DiskGuard
 from coreapp.maintenance.gc import GcPolicy, GcScheduler, MessageGc
 from coreapp.scope import ChatScope, CurrentChat
@@ -51,19 +60,23 @@ from coreapp.storage.backup import BackupStore
 from coreapp.storage.contacts import ContactStore
 from coreapp.storage.idempotency import IdempotencyStore
 from coreapp.storage.keys import KeyStore
+from coreapp.storage.leases import LeaseStore
 from coreapp.storage.maintenance import MaintenanceStore
 from coreapp.storage.messages import MessageStore
 from coreapp.storage.settings import SettingsStore
+from coreapp.storage.shard_map import ShardMapStore
 from coreapp.storage.templates import TemplateStore
 from coreapp.storage.webhooks import WebhookKind, WebhookStore
 from coreapp.webhooks import WebhookDispatcher
 from coreapp.webhooks.ca import WebhookCa
+from coreapp.webhooks.dispatcher import IDLE_POLL_S
 from shared.bus.base import Bus
 from shared.config import Settings
 from shared.db.engine import Database
 from shared.db.migrate import migrate
 from shared.ids import WaId
 from shared.netguard import AddressPolicy
+from shared.shards import ShardSlot
 from shared.tasks import TaskSupervisor
 from shared.wire.frames import Deliver, IdentityChanged, Receipt
 
@@ -72,6 +85,8 @@ log = logging.getLogger("openprem.coreapp")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version_coreapp"
 STOP_TIMEOUT_S = 10.0
+MULTICONNECT_OUTBOX_POLL_S = 0.2
+REGISTRATION_POLL_S = 1.0
 
 
 async def run_migrations(settings: Settings) -> None:
@@ -127,6 +142,8 @@ class Core:
     acceptor: MessageAcceptor
     media: MediaService
     registry: RpcRegistry
+    node: HaNode | None
+    """Multiconnect: this process's role; ``None`` for the single coreapp of a deployment without it."""
 
 
 class CoreApp:
@@ -137,6 +154,7 @@ class CoreApp:
         self._chat = CurrentChat()
         self._core: Core | None = None
         self._stopped = False
+        self._registration_wait: asyncio.Task[None] | None = None
 
     # --- read-only views (tests, stats) ---------------------------------------------------------------------
 
@@ -185,6 +203,7 @@ class CoreApp:
 
     async def start(self) -> None:
         settings, chat, supervisor = self._settings, self._chat, self._supervisor
+        multiconnect = settings.ha.multiconnect
         await run_migrations(settings)
         db = await Database.connect(settings.db)
         stores = Stores.build(db, await KeyStore.open(db, settings.keystore, settings.paths.data_dir))
@@ -205,13 +224,25 @@ class CoreApp:
             ssl_context_provider=webhook_ca.context,
             targets=targets,
             limits=settings.outbox,
+            # Multiconnect: rows are committed by every shard owner, so the primary master also polls.
+            idle_poll_s=MULTICONNECT_OUTBOX_POLL_S if multiconnect else IDLE_POLL_S,
         )
-        await dispatcher.start()
+        if not multiconnect:
+            await dispatcher.start()  # else only the primary master delivers (``_hooks``)
         disk = self._build_disk_guard(db, stores.webhooks, dispatcher)
         await disk.check()  # before the API is up, so a full disk is refused from the first request
         disk.start(supervisor)
         message_gc = MessageGc(stores.maintenance, GcPolicy.from_settings(settings.maintenance))
         gc_scheduler = GcScheduler.from_settings(message_gc, stores.settings, settings.maintenance)
+        node: HaNode | None = None
+        maps: ShardMapStore | None = None
+        resharder: Resharder | None = None
+        if multiconnect:
+            leases, maps = LeaseStore(db), ShardMapStore(db)
+            node = HaNode(settings.ha, db, leases, maps, self._bus, supervisor, self._hooks())
+            # Long enough for every owner to notice (a second) and, if one cannot release, for its lease to expire.
+            resharder = Resharder(maps, leases, give_up_s=2 * settings.ha.lease_ttl_s + 5.0)
+            gc_scheduler.gate = lambda: node is not None and node.primary
         gc_scheduler.start(supervisor)
         acceptor = MessageAcceptor(db, stores.messages, stores.idempotency, supervisor, chat.wake_sender)
         acceptor.start()
@@ -227,7 +258,7 @@ class CoreApp:
         for area in (
             CoreApi(chat, registration, stores.settings, disk.errors),
             MessagesApi(chat, acceptor, composer, ReadMarker(db, stores.messages, chat), disk.ensure_room),
-            AccountExtraApi(stores.accounts, chat),
+            AccountExtraApi(stores.accounts, chat, maps=maps, resharder=resharder),
             ContactsApi(ContactsService(stores.contacts, chat, supervisor), identities),
             SettingsExtraApi(stores.settings, backup, webhook_ca),
             OpsApi(settings, db, stores.maintenance, dispatcher, chat, message_gc, disk),
@@ -246,7 +277,14 @@ class CoreApp:
             acceptor=acceptor,
             media=media,
             registry=registry,
+            node=node,
         )
+        if node is not None:
+            self._bus.serve(RoleGuard(registry.handle, node).handle)
+            await self._bus.start()
+            await node.start()
+            log.info("coreapp started (multiconnect node %s)", settings.ha.node_id)
+            return
         self._bus.serve(registry.handle)
         await self._bus.start()
         account = await stores.accounts.get()
@@ -264,6 +302,7 @@ class CoreApp:
         core = self._core
         steps: list[tuple[str, Awaitable[Any] | None]] = [
             ("serving", self._bus.unserve()),
+            ("role", core.node.stop() if core and core.node else None),
             ("chat", self._chat.clear()),
             ("accept path", core.acceptor.stop() if core else None),
             ("media", core.media.close() if core else None),
@@ -297,16 +336,63 @@ class CoreApp:
     # --- the chat scope -------------------------------------------------------------------------------------
 
     async def _on_registered(self, wa_id: WaId) -> None:
+        if self._settings.ha.multiconnect:
+            # The primary master registered the number; each shard's owner connects for its shard on its own
+            # (``_serve_shard`` sees the account registered).
+            log.info("%s registered: the shard owners connect", wa_id)
+            return
         await self._chat.replace(lambda: self._build_chat(wa_id))
 
-    def _build_chat(self, wa_id: WaId) -> ChatScope:
+    # --- multiconnect roles ---------------------------------------------------------------------------------
+
+    def _hooks(self) -> NodeHooks:
+        async def become_primary() -> None:
+            await self.core.dispatcher.start()
+
+        async def stop_primary() -> None:
+            await self.core.dispatcher.stop()
+
+        async def take_shard(slot: ShardSlot, may_act: Callable[[], bool]) -> None:
+            self._registration_wait = self._supervisor.spawn(
+                f"shard-{slot.shard}-scope", self._serve_shard(slot, may_act)
+            )
+
+        async def drop_shard() -> None:
+            wait, self._registration_wait = self._registration_wait, None
+            if wait is not None:
+                wait.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await wait
+            await self._chat.clear()
+
+        return NodeHooks(
+            become_primary=become_primary,
+            stop_primary=stop_primary,
+            take_shard=take_shard,
+            drop_shard=drop_shard,
+            gateway_status=lambda: self._chat.gateway_status().value,
+        )
+
+    async def _serve_shard(self, slot: ShardSlot, may_act: Callable[[], bool]) -> None:
+        """Once the number is registered (by the primary master, perhaps later), connect for ``slot``."""
+        core = self.core
+        while True:
+            account = await core.stores.accounts.get()
+            if account is not None and account.registered and account.wa_id is not None and await core.keys.load():
+                await self._chat.replace(functools.partial(self._build_chat, account.wa_id, slot, may_act))
+                return
+            await asyncio.sleep(REGISTRATION_POLL_S)
+
+    def _build_chat(
+        self, wa_id: WaId, slot: ShardSlot | None = None, may_act: Callable[[], bool] | None = None
+    ) -> ChatScope:
         core, settings, supervisor = self.core, self._settings, self._supervisor
         db, stores, keys, notify, media = core.db, core.stores, core.keys, core.dispatcher.notify, core.media
         pushes = PushDispatcher()
-        connection = ChatConnection(settings.chat, supervisor, wa_id, keys.sign, pushes)
+        connection = ChatConnection(settings.chat, supervisor, wa_id, keys.sign, pushes, slot=slot, may_act=may_act)
         statuses = StatusWriter(stores.messages, stores.webhooks)
         sender = OutboundSender(
-            db, connection, stores.messages, stores.keys, keys, statuses, stores.settings, supervisor, notify
+            db, connection, stores.messages, stores.keys, keys, statuses, stores.settings, supervisor, notify, slot=slot
         )
         inbound = InboundService(
             db,

@@ -15,6 +15,7 @@ from shared.lifecycle import config_failure, run_process, stop_event
 from shared.logcleanup import run_cleanup
 from shared.logging import setup_logging, stop_logging
 from webapp.app import WebApp, run_migrations
+from webapp.cluster import ClusterView
 
 log = logging.getLogger("openprem.webapp")
 
@@ -27,10 +28,16 @@ def node_id() -> str:
 async def serve(settings: Settings) -> None:
     if settings.bus.kind is BusKind.LOCAL:
         log.warning("WA_BUS=LOCAL in a standalone webapp: no coreapp can answer; use WA_BUS=MQTT or `openprem run`")
-    bus = make_bus(settings.bus, node_id())
+    cluster: ClusterView | None = None
+    if settings.ha.multiconnect:  # several webapps may share a host: each names itself
+        bus = make_bus(settings.bus, f"webapp-{settings.ha.node_id}")
+        cluster = ClusterView()
+        bus.watch_nodes(cluster.update)
+    else:
+        bus = make_bus(settings.bus, node_id())
     stopping = stop_event()
     await bus.start()
-    app = WebApp(settings, bus)
+    app = WebApp(settings, bus, cluster=cluster)
     try:
         await app.start()
         await stopping.wait()

@@ -26,6 +26,7 @@ from shared.tasks import TaskSupervisor
 from webapp.access_log import AccessLogger
 from webapp.auth import API_KEY_ROUTES, Authenticator, load_jwt_key
 from webapp.certs import SERVER_TLS_KEY, ServerTls
+from webapp.cluster import ClusterView
 from webapp.disk import WebDiskGuard
 from webapp.envelope import MAX_JSON_BODY_BYTES
 from webapp.metrics import WebMetrics
@@ -37,6 +38,7 @@ from webapp.routing import serve_trailing_slashes
 from webapp.state import (
     AUTH_KEY,
     BUS_KEY,
+    CLUSTER_KEY,
     DISK_KEY,
     METRICS_KEY,
     RPC_TIMEOUT_KEY,
@@ -91,7 +93,16 @@ def build_app(settings: Settings, bus: Bus, auth: Authenticator, metrics: WebMet
 class WebApp:
     """The ``/v1`` REST API process (contracts §1)."""
 
-    def __init__(self, settings: Settings, bus: Bus, *, password_hasher: PasswordHasher | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        *,
+        password_hasher: PasswordHasher | None = None,
+        cluster: ClusterView | None = None,
+    ) -> None:
+        """``cluster``: multiconnect (fed by the bus's node states before the bus starts)."""
+        self._cluster = cluster
         self._settings = settings
         self._bus = bus
         self._hasher = password_hasher or PasswordHasher()
@@ -117,6 +128,8 @@ class WebApp:
             ssl_context = await asyncio.to_thread(server_context, cert, key)
 
             app = build_app(settings, self._bus, self.auth, self.metrics)
+            if self._cluster is not None:
+                app[CLUSTER_KEY] = self._cluster
             configured = settings.web.cert_file is not None
             app[SERVER_TLS_KEY] = ServerTls(ssl_context, settings.paths.data_dir / "web", cert, configured=configured)
             app[MEDIA_KEYS_KEY] = storage

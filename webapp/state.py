@@ -12,6 +12,7 @@ from shared.netguard import AddressPolicy
 
 if TYPE_CHECKING:
     from webapp.auth import Authenticator, Principal
+    from webapp.cluster import ClusterView
     from webapp.disk import WebDiskGuard
     from webapp.metrics import WebMetrics
 
@@ -25,6 +26,8 @@ RPC_TIMEOUT_KEY = web.AppKey("openprem.rpc_timeout_s", float)
 AUTH_KEY: web.AppKey[Authenticator] = web.AppKey("openprem.auth")
 METRICS_KEY: web.AppKey[WebMetrics] = web.AppKey("openprem.metrics")
 DISK_KEY: web.AppKey[WebDiskGuard] = web.AppKey("openprem.disk")
+CLUSTER_KEY: web.AppKey[ClusterView] = web.AppKey("openprem.cluster")
+"""Multiconnect only: where each call goes (``webapp.cluster``)."""
 
 PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("openprem.principal")
 REQUEST_ID_KEY = web.RequestKey("openprem.request_id", str)

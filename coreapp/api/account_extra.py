@@ -1,9 +1,9 @@
 """RPC for the account beyond registration: two-step verification and shards (reference §2.1, §5.3).
 
 Two-step lives on the network (``SetTwoStep``), which then asks for the PIN at every registration of the
-number; this install keeps no copy of it.  Shards: this build runs one coreapp per number (no multiconnect),
-so the shard count is always 1; asking for more is refused with 1009 and says why (1009 rather than 1011:
-retrying cannot help).
+number; this install keeps no copy of it.  Shards: without multiconnect one coreapp serves the number, so the
+count is always 1 and asking for more is refused with 1009, saying why (retrying cannot help); with it, the
+primary master changes the count (``coreapp.ha.reshard``; 403 while a change is under way).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from coreapp.api.registry import RpcRegistry
 from coreapp.chat.errors import ChatRemoteError, ChatUnavailable
 from coreapp.chat.ready import LinkSource, ready_link
 from coreapp.chat.session import expect
+from coreapp.ha.reshard import Resharder
 from coreapp.storage.account import AccountStore
+from coreapp.storage.shard_map import ShardMapStore
 from shared.bus.contract import account
 from shared.bus.rpc import Empty
 from shared.errors import ApiError, ErrorCode
@@ -28,9 +30,19 @@ NETWORK_TIMEOUT_S = 20.0
 
 
 class AccountExtraApi:
-    def __init__(self, accounts: AccountStore, chat: LinkSource) -> None:
+    def __init__(
+        self,
+        accounts: AccountStore,
+        chat: LinkSource,
+        *,
+        maps: ShardMapStore | None = None,
+        resharder: Resharder | None = None,
+    ) -> None:
+        """``maps`` and ``resharder``: multiconnect (the count is the shard map's)."""
         self._accounts = accounts
         self._chat = chat
+        self._maps = maps
+        self._resharder = resharder
 
     def mount(self, registry: RpcRegistry) -> None:
         registry.add(account.SET_TWO_STEP, self.set_two_step)
@@ -62,6 +74,8 @@ class AccountExtraApi:
     # --- shards ---------------------------------------------------------------------------------------------
 
     async def get_shards(self, _request: Empty) -> account.Shards:
+        if self._maps is not None:
+            return account.Shards(shards=(await self._maps.get()).shards)
         return account.Shards(shards=SINGLE_SHARD)
 
     async def set_shards(self, request: account.SetShards) -> account.Shards:
@@ -74,6 +88,8 @@ class AccountExtraApi:
             raise ApiError(ErrorCode.NOT_READY, "not registered: register the number first")
         if (registered.cc, registered.phone_number) != (request.cc, request.phone_number):
             raise ApiError(ErrorCode.INVALID_PARAMETER, "cc and phone_number must be the registered number")
+        if self._resharder is not None:
+            return account.Shards(shards=await self._resharder.change(shards))
         if shards != SINGLE_SHARD:
             raise ApiError(
                 ErrorCode.INVALID_PARAMETER,

@@ -30,6 +30,7 @@ from coreapp.chat.transport import open_channel
 from shared.config import ChatSettings
 from shared.errors import ErrorCode
 from shared.ids import WaId
+from shared.shards import ShardSlot
 from shared.tasks import TaskSupervisor
 from shared.wire.frames import Ack, Challenge, Frame, Hello, Kick, Login, LoginOk, OfflineDone, Ping, Pong
 
@@ -51,7 +52,14 @@ class ChatConnection:
         wa_id: WaId,
         signer: Signer,
         dispatcher: PushDispatcher,
+        *,
+        slot: ShardSlot | None = None,
+        may_act: Callable[[], bool] | None = None,
     ) -> None:
+        """``slot``: the shard this connection serves (multiconnect; the network keeps one connection per shard);
+        ``may_act``: whether this node still holds it (checked before connecting and at every frame)."""
+        self._slot = slot
+        self._may_act = may_act
         self._settings = settings
         self._supervisor = supervisor
         self._wa_id = wa_id
@@ -169,7 +177,9 @@ class ChatConnection:
             self._set_state(ConnState.CONNECTING)
             reached_ready = False
             try:
-                channel = await open_channel(self._settings)
+                if self._may_act is not None and not self._may_act():
+                    raise ChatUnavailable("this node does not hold its shard: not connecting")
+                channel = await open_channel(self._settings, self._may_act)
                 session = ChatSession(channel, self._supervisor, self._on_push)
                 reached_ready = await self._run_session(session)
             except ChatRemoteError as exc:
@@ -213,7 +223,10 @@ class ChatConnection:
         ]
         try:
             self._set_state(ConnState.AUTHENTICATING)
-            hello = Hello(wa_id=self._wa_id, client_version=self._settings.client_version)
+            slot = self._slot or ShardSlot(0, 1)
+            hello = Hello(
+                wa_id=self._wa_id, client_version=self._settings.client_version, shard=slot.shard, shards=slot.shards
+            )
             challenge = expect(await session.request(hello), Challenge)
             login_ok = expect(await session.request(Login(signature=self._signer(challenge.nonce))), LoginOk)
             self._saw_server_time(login_ok.server_time)

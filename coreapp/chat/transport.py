@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 
 from coreapp.chat.errors import ChatUnavailable, ChatUnreachable
 from shared.config import ChatSettings
@@ -24,10 +25,19 @@ class FrameChannel:
     """One TLS stream of frames.  ``read`` raises ``FrameError`` for a body that does not decode (drop it and
     read on) and ``ChannelClosed`` when the stream is over."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        port: int,
+        may_write: Callable[[], bool] | None = None,
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self.port = port
+        self._may_write = may_write
+        """Multiconnect: false once this node's shard lease ran out by its own clock (self-fencing: checked at
+        every frame, so a process that was stopped past its lease and resumes sends nothing more)."""
 
     async def read(self) -> Frame:
         try:
@@ -41,6 +51,9 @@ class FrameChannel:
     async def write(self, frame: Frame) -> None:
         if self._writer.is_closing():
             raise ChannelClosed("stream is closing")
+        if self._may_write is not None and not self._may_write():
+            self._writer.close()
+            raise ChannelClosed("this node no longer holds its shard: the connection is closed unwritten")
         try:
             self._writer.write(codec.encode(frame))
             await self._writer.drain()
@@ -64,7 +77,7 @@ def _tls_context(settings: ChatSettings) -> ssl.SSLContext:
     return context
 
 
-async def open_channel(settings: ChatSettings) -> FrameChannel:
+async def open_channel(settings: ChatSettings, may_write: Callable[[], bool] | None = None) -> FrameChannel:
     """Connect to ``settings.port``; when refused, unreachable or too slow, to ``settings.fallback_port``."""
     context = await asyncio.to_thread(_tls_context, settings)  # reads the CA file: not on the loop
     ports = [settings.port] if settings.fallback_port == settings.port else [settings.port, settings.fallback_port]
@@ -83,5 +96,5 @@ async def open_channel(settings: ChatSettings) -> FrameChannel:
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("chat connected to %s:%d%s", settings.host, port, " (fallback port)" if port != ports[0] else "")
-        return FrameChannel(reader, writer, port)
+        return FrameChannel(reader, writer, port, may_write)
     raise ChatUnreachable(f"cannot reach {settings.host}: " + "; ".join(failures))

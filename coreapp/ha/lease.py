@@ -78,31 +78,43 @@ class LeaseKeeper:
 
     async def run(self) -> None:
         """Until cancelled: take the lease, keep it, give it up when it cannot be kept, and try again."""
+        while True:
+            held = await self.try_take()
+            if held is None:
+                await asyncio.sleep(self._timing.acquire_every_s)
+                continue
+            await self.hold(held)
+
+    async def try_take(self) -> Held | None:
+        """One attempt to take the lease; ``on_acquired`` has run when it returns the lease."""
+        started = self._clock()
         try:
-            while True:
-                held = await self._take()
-                await self._keep(held)
+            held = await self._store.acquire(self.name, self.owner, int(self._timing.ttl_s * 1000))
+        except DBAPIError as exc:
+            log.warning("lease %s: could not ask the database (%s)", self.name, type(exc).__name__)
+            return None
+        if held is None:
+            return None
+        self.held, self._valid_until = held, started + self._timing.ttl_s - self._timing.margin_s
+        self.acquisitions += 1
+        log.info("lease %s taken by %s (epoch %d)", self.name, self.owner, held.epoch)
+        try:
+            await self._on_acquired(held)
+        except BaseException:
+            self.held = None
+            await self._give_back(held)
+            raise
+        return held
+
+    async def hold(self, held: Held) -> None:
+        """Keep ``held`` until it is lost (``on_lost`` has run); cancelled, give it back (``on_lost``, then a
+        release, so a successor need not wait for the expiry) and re-raise."""
+        try:
+            await self._keep(held)
         finally:
             last, self.held = self.held, None
             if last is not None:
                 await self._give_back(last)
-
-    async def _take(self) -> Held:
-        ttl_ms = int(self._timing.ttl_s * 1000)
-        while True:
-            started = self._clock()
-            try:
-                held = await self._store.acquire(self.name, self.owner, ttl_ms)
-            except DBAPIError as exc:
-                log.warning("lease %s: could not ask the database (%s)", self.name, type(exc).__name__)
-                held = None
-            if held is not None:
-                self.held, self._valid_until = held, started + self._timing.ttl_s - self._timing.margin_s
-                self.acquisitions += 1
-                log.info("lease %s taken by %s (epoch %d)", self.name, self.owner, held.epoch)
-                await self._on_acquired(held)
-                return held
-            await asyncio.sleep(self._timing.acquire_every_s)
 
     async def _keep(self, held: Held) -> None:
         """Renew until the lease is lost or its safe part ran out; then ``on_lost``."""

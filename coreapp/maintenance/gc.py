@@ -138,6 +138,8 @@ class GcScheduler:
         self._pause_s = pause_s
         self._rng = rng or random.Random()
         self.skipped = 0
+        self.gate: Callable[[], bool] | None = None
+        """Multiconnect: periodic runs only where this says so (the primary master)."""
 
     @classmethod
     def from_settings(cls, gc: MessageGc, settings_store: SettingsStore, settings: MaintenanceSettings) -> GcScheduler:
@@ -157,7 +159,10 @@ class GcScheduler:
         await self.run_once()
 
     async def run_once(self) -> GcResult | None:
-        """A periodic run, unless ``db_garbagecollector_enable`` / ``garbagecollector_enable.messages`` are off."""
+        """A periodic run, unless ``db_garbagecollector_enable`` / ``garbagecollector_enable.messages`` are off
+        (or, with multiconnect, this node is not the primary master: ``gate``)."""
+        if self.gate is not None and not self.gate():
+            return None
         app = await self._settings.get_application()
         if not (app.db_garbagecollector_enable and app.garbagecollector_enable.messages):
             self.skipped += 1

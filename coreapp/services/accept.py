@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coreapp.models import IdempotencyClaim, IdempotencyRecord, NewMessage
 from coreapp.storage.idempotency import IdempotencyStore
+from coreapp.storage.leases import StaleEpoch
 from coreapp.storage.messages import MessageStore
 from shared.db.engine import Database
 from shared.errors import ApiError, ErrorCode
@@ -152,9 +153,13 @@ class MessageAcceptor:
             return outcomes
 
         outcomes: list[MessageId | ApiError] | None = None
+        failure = ApiError(ErrorCode.DATABASE_ERROR)
         for attempt in range(1, KEY_RACE_ATTEMPTS + 1):
             try:
                 outcomes = await self._db.run("messages.accept", insert_txn)
+                break
+            except StaleEpoch:  # multiconnect: this node lost its shard meanwhile; nothing was stored
+                failure = ApiError(ErrorCode.NOT_PRIMARY_COREAPP, "this node lost its shard; retry")
                 break
             except IntegrityError:
                 if attempt == KEY_RACE_ATTEMPTS:
@@ -167,7 +172,7 @@ class MessageAcceptor:
         if outcomes is None:
             for pending in live:
                 if not pending.future.done():
-                    pending.future.set_exception(ApiError(ErrorCode.DATABASE_ERROR))
+                    pending.future.set_exception(failure)
             return
         for pending, outcome in zip(live, outcomes, strict=True):
             if pending.future.done():

@@ -34,6 +34,7 @@ from coreapp.storage.settings import SettingsStore
 from shared.db.engine import Database
 from shared.errors import ErrorCode
 from shared.ids import MessageId, WaId
+from shared.shards import ShardSlot
 from shared.tasks import TaskSupervisor
 from shared.wire import e2e
 from shared.wire.frames import Ack, Bundles, DeviceBundle, Envelope, Error, Frame, GetBundles, Send
@@ -109,7 +110,11 @@ class OutboundSender:
         settings: SettingsStore,
         supervisor: TaskSupervisor,
         notify_webhooks: Callable[[], None],
+        *,
+        slot: ShardSlot | None = None,
     ) -> None:
+        """``slot``: send only to that shard's peers (multiconnect: each shard's owner sends its own)."""
+        self._slot = slot
         self._db = db
         self._link = link
         self._messages = messages
@@ -166,7 +171,8 @@ class OutboundSender:
             if self._rewind_to is not None:
                 self._cursor, self._rewind_to = min(self._cursor, self._rewind_to), None
             free = WINDOW - len(self._inflight)
-            batch = await self._messages.pending_outbound(self._cursor, min(free, FETCH)) if free > 0 else []
+            fetch = min(free, FETCH)
+            batch = await self._messages.pending_outbound(self._cursor, fetch, self._slot) if free > 0 else []
             if not batch:
                 await self._idle()
                 continue

@@ -85,7 +85,7 @@ class LeaseStore:
                 return Held(name, owner, 1)
             return None
 
-        return await self._db.run("leases.acquire", fn)
+        return await self._db.run("leases.acquire", fn, fenced=False)
 
     async def renew(self, held: Held, ttl_ms: int) -> bool:
         """Extend ``held`` by ``ttl_ms`` from now; ``False`` when it expired or someone else holds it."""
@@ -97,7 +97,7 @@ class LeaseStore:
             )
             return result.rowcount == 1
 
-        return await self._db.run("leases.renew", fn)
+        return await self._db.run("leases.renew", fn, fenced=False)
 
     async def release(self, held: Held) -> bool:
         """Give ``held`` up at once (a clean stop), so a successor need not wait for the expiry."""
@@ -106,7 +106,7 @@ class LeaseStore:
             result = await conn.execute(update(leases).where(_is_held(held)).values(expires_at_ms=db_now_ms()))
             return result.rowcount == 1
 
-        return await self._db.run("leases.release", fn)
+        return await self._db.run("leases.release", fn, fenced=False)
 
     async def get(self, name: str) -> LeaseRow | None:
         async def fn(conn: AsyncConnection) -> LeaseRow | None:
@@ -121,7 +121,7 @@ class LeaseStore:
                 return None
             return LeaseRow(name, row.owner, int(row.epoch), int(row.expires_at_ms), int(row.now_ms))
 
-        return await self._db.run("leases.get", fn)
+        return await self._db.run("leases.get", fn, fenced=False)
 
     async def all(self) -> list[LeaseRow]:
         async def fn(conn: AsyncConnection) -> list[LeaseRow]:
@@ -132,7 +132,7 @@ class LeaseStore:
             )
             return [LeaseRow(r.name, r.owner, int(r.epoch), int(r.expires_at_ms), int(r.now_ms)) for r in result]
 
-        return await self._db.run("leases.all", fn)
+        return await self._db.run("leases.all", fn, fenced=False)
 
     async def forget(self, name: str) -> None:
         """Drop a lease row (a shard that no longer exists after the shard count went down)."""
@@ -140,7 +140,7 @@ class LeaseStore:
         async def fn(conn: AsyncConnection) -> None:
             await conn.execute(delete(leases).where(leases.c.name == name))
 
-        await self._db.run("leases.forget", fn)
+        await self._db.run("leases.forget", fn, fenced=False)
 
     @staticmethod
     async def fence_txn(conn: AsyncConnection, held: Held) -> None:

@@ -12,6 +12,7 @@ from coreapp.models import MessageDirection, MessageState, MessageStatus, NewMes
 from coreapp.storage.tables import message_receipt_log, messages
 from shared.db.engine import Database
 from shared.ids import MessageId, WaId
+from shared.shards import SHARD_SPACE, ShardSlot, shard_of
 
 _ENVELOPES_CHUNK = 100
 """Messages per ``set_envelopes_many_txn`` statement (2 bound parameters each)."""
@@ -52,6 +53,7 @@ class MessageStore:
                     "error_title": r.error_title,
                     "created_at": now,
                     "updated_at": now,
+                    "shard32": shard_of(r.peer, SHARD_SPACE) if r.direction is MessageDirection.OUT else None,
                 }
                 for r in rows
             ],
@@ -63,8 +65,11 @@ class MessageStore:
     async def exists_txn(self, conn: AsyncConnection, message_id: MessageId) -> bool:
         return (await conn.scalar(select(messages.c.seq).where(messages.c.id == message_id))) is not None
 
-    async def pending_outbound(self, after_seq: int, limit: int) -> list[OutboundMessage]:
-        """Accepted outbound messages (not yet acked by the network) after ``after_seq``, oldest first."""
+    async def pending_outbound(
+        self, after_seq: int, limit: int, shard: ShardSlot | None = None
+    ) -> list[OutboundMessage]:
+        """Accepted outbound messages (not yet acked by the network) after ``after_seq``, oldest first; with
+        ``shard``, only those to that shard's peers."""
 
         async def fn(conn: AsyncConnection) -> list[OutboundMessage]:
             rows = await conn.execute(
@@ -80,6 +85,7 @@ class MessageStore:
                     messages.c.direction == MessageDirection.OUT.value,
                     messages.c.status == MessageStatus.ACCEPTED.value,
                     messages.c.seq > after_seq,
+                    *([] if shard is None else [messages.c.shard32 % shard.shards == shard.shard]),
                 )
                 .order_by(messages.c.seq)
                 .limit(limit)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
 )
@@ -74,8 +75,11 @@ messages = Table(
     Column("error_title", String(255), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # shared.shards.shard_of(peer, 32) (migration 0007): the peer's shard among N shards is shard32 % N.
+    Column("shard32", SmallInteger, nullable=True),
 )
 Index("ix_messages_direction_status_seq", messages.c.direction, messages.c.status, messages.c.seq)
+Index("ix_messages_out_shard", messages.c.direction, messages.c.status, messages.c.shard32, messages.c.seq)
 
 message_receipt_log = Table(
     "message_receipt_log",

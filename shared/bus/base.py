@@ -25,6 +25,7 @@ from shared.errors import ApiError, ErrorCode
 Payload = dict[str, Any]
 RawHandler = Callable[[str, bytes], Awaitable[bytes]]
 """``(method name, request JSON) -> reply JSON``; raises ``ApiError`` for an error reply."""
+NodeWatcher = Callable[[str, Payload | None], None]
 
 
 class Bus(abc.ABC):
@@ -48,13 +49,38 @@ class Bus(abc.ABC):
         1011 at once, and the call returns when the requests already being handled have been answered."""
 
     @abc.abstractmethod
-    async def request_raw(self, method: str, payload: bytes, timeout_s: float | None = None) -> bytes:
-        """Send ``method`` with its request JSON to the server and return its reply JSON."""
+    async def request_raw(
+        self, method: str, payload: bytes, timeout_s: float | None = None, route: str | None = None
+    ) -> bytes:
+        """Send ``method`` with its request JSON to the server and return its reply JSON.
 
-    async def call(self, method: Method[Req, Rep], request: Req, timeout_s: float | None = None) -> Rep:
+        ``route`` (multiconnect) names the server: ``"master"`` or ``"shard/<n>"``, whoever serves that route now
+        (``add_route``); ``None`` is the single coreapp of a deployment without multiconnect."""
+
+    async def call(
+        self, method: Method[Req, Rep], request: Req, timeout_s: float | None = None, route: str | None = None
+    ) -> Rep:
         """The typed RPC: encode ``request``, send it, decode and validate the reply."""
-        raw = await self.request_raw(method.name, method.encode_request(request), timeout_s)
+        raw = await self.request_raw(method.name, method.encode_request(request), timeout_s, route)
         return method.decode_reply(raw)
+
+    async def add_route(self, route: str) -> None:
+        """Serve requests sent to ``route`` from now on (multiconnect: the holder of that route's lease)."""
+        raise NotImplementedError(f"{type(self).__name__} has one server; routes need the MQTT bus")
+
+    async def remove_route(self, route: str) -> None:
+        """Stop receiving requests sent to ``route`` (the lease was given up)."""
+        raise NotImplementedError(f"{type(self).__name__} has one server; routes need the MQTT bus")
+
+    async def publish_state(self, state: Payload) -> None:
+        """This node's state for the others (retained; ``{"state": "gone"}`` when it disconnects).  The
+        in-process bus has no other nodes: nothing to do."""
+        del state
+
+    def watch_nodes(self, callback: NodeWatcher) -> None:
+        """Call ``callback(node_id, state)`` for every node state published (``None``: the node is gone).  Call
+        before ``start``.  The in-process bus has no other nodes: never called."""
+        del callback
 
     async def request(self, method: str, payload: Payload, timeout_s: float | None = None) -> Payload:
         """Untyped: a JSON object in, a JSON object out.  For tools and tests that play a caller other than

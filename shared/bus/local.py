@@ -48,7 +48,11 @@ class LocalBus(Bus):
         except TimeoutError:
             log.warning("%d requests still running after %.0fs of shutdown", self._in_flight, UNSERVE_WAIT_S)
 
-    async def request_raw(self, method: str, payload: bytes, timeout_s: float | None = None) -> bytes:
+    async def request_raw(
+        self, method: str, payload: bytes, timeout_s: float | None = None, route: str | None = None
+    ) -> bytes:
+        if route is not None:
+            raise ApiError(ErrorCode.NOT_READY, f"no node serves {route}: the in-process bus has one coreapp")
         handler = self._handler
         if not self._running or handler is None:
             raise ApiError(ErrorCode.NOT_READY, "coreapp is not running")

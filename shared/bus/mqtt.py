@@ -9,7 +9,10 @@ queued for us while we were away).  Topics, for bus instance ``I``:
   because Mosquitto 2.0.11 (Debian 12) does not restore shared subscriptions from its persistence file:
   after a broker restart, requests sent before the coreapp has re-subscribed are dropped (measured);
 - replies ``openprem/I/rpc/resp/<node_id>``: every node subscribes to its own;
-- node state ``openprem/I/node/<node_id>``: retained, with a last-will ``{"state": "gone"}``.
+- node state ``openprem/I/node/<node_id>``: retained, with a last-will ``{"state": "gone"}``;
+- multiconnect routes ``openprem/I/rpc/<route>/req`` (``master``, ``shard/<n>``): only the node holding that
+  route's lease subscribes (``add_route`` / ``remove_route``); webapps pick the route and learn who holds what
+  from the retained node states (``watch_nodes``).  Never ``$share``: a lease, not the broker, decides.
 
 Behaviour worth knowing (see ``docs/contracts.md`` §3 and the dependency notes on aiomqtt):
 
@@ -56,7 +59,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from shared.bus.base import Bus, Payload, RawHandler
+from shared.bus.base import Bus, NodeWatcher, Payload, RawHandler
 from shared.bus.rpc import error_body, ok_body, parse_reply, parse_request, request_body
 from shared.config import BusSettings
 from shared.errors import ApiError, ErrorCode
@@ -125,7 +128,12 @@ class MqttBus(Bus):
         session_expiry_s: int = 3600,
         keepalive_s: int = 15,
         shared_subscription: bool = False,
+        replies: bool = True,
+        default_route: bool = True,
     ) -> None:
+        """``replies``: subscribe to this node's reply topic (a node that never calls need not, and the broker's
+        ACL lets a multiconnect coreapp read none); ``default_route``: a server also takes the single-coreapp
+        request topic (off in multiconnect, where requests come by route)."""
         if not _NAME.match(node_id):
             raise ValueError(f"node id {node_id!r} must match {_NAME.pattern}")
         self._settings = settings
@@ -136,6 +144,12 @@ class MqttBus(Bus):
         self.reply_topic = f"{base}/rpc/resp/{node_id}"
         self.state_topic = f"{base}/node/{node_id}"
         self._request_filter = f"$share/coreapp/{self.request_topic}" if shared_subscription else self.request_topic
+        self._base = base
+        self._replies = replies
+        self._default_route = default_route
+        self._routes: dict[str, str] = {}  # request topic -> route, of the routes served now
+        self._node_watcher: NodeWatcher | None = None
+        self._node_filter = f"{base}/node/+"
 
         self._owns_supervisor = supervisor is None
         self._supervisor = supervisor or TaskSupervisor(f"bus-{node_id}")
@@ -211,7 +225,40 @@ class MqttBus(Bus):
             await self._supervisor.close()
             self._supervisor = TaskSupervisor(f"bus-{self.node_id}")
 
-    async def request_raw(self, method: str, payload: bytes, timeout_s: float | None = None) -> bytes:
+    def route_topic(self, route: str | None) -> str:
+        """The request topic of ``route`` (``None``: the single coreapp's)."""
+        if route is None:
+            return self.request_topic
+        if not all(_NAME.match(part) for part in route.split("/")):
+            raise ValueError(f"bad route {route!r}")
+        return f"{self._base}/rpc/{route}/req"
+
+    async def add_route(self, route: str) -> None:
+        topic = self.route_topic(route)
+        self._routes[topic] = route
+        client = self._client
+        if client is not None and self._connected.is_set():
+            await self._subscribe(client, topic)
+
+    async def remove_route(self, route: str) -> None:
+        topic = self.route_topic(route)
+        if self._routes.pop(topic, None) is None:
+            return
+        client = self._client
+        if client is not None and self._connected.is_set():
+            try:
+                await client.unsubscribe(topic, timeout=5.0)
+            except aiomqtt.MqttError as exc:
+                # Requests that still arrive are refused by the handler (it checks the lease, not the topic).
+                log.warning("mqtt: could not unsubscribe from %s: %s", topic, exc)
+
+    def watch_nodes(self, callback: NodeWatcher) -> None:
+        self._node_watcher = callback
+
+    async def request_raw(
+        self, method: str, payload: bytes, timeout_s: float | None = None, route: str | None = None
+    ) -> bytes:
+        topic = self.route_topic(route)
         if not self._running or self._client is None:
             raise ApiError(ErrorCode.NOT_READY, "message bus is not running")
         client = self._client
@@ -237,7 +284,7 @@ class MqttBus(Bus):
                     MessageExpiryInterval=max(1, math.ceil(deadline - loop.time())),
                 )
                 try:
-                    await client.publish(self.request_topic, body, qos=1, properties=props, timeout=math.inf)
+                    await client.publish(topic, body, qos=1, properties=props, timeout=math.inf)
                 except aiomqtt.MqttCodeError as exc:
                     # Lost the connection just now: paho keeps the QoS 1 message and sends it on reconnect.
                     if exc.rc != paho.MQTT_ERR_NO_CONN:
@@ -342,14 +389,21 @@ class MqttBus(Bus):
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         """(Re)subscribe and republish the node state; idempotent, so done on every connect."""
-        filters = [self.reply_topic]
-        if self._handler is not None:
+        filters = [self.reply_topic] if self._replies else []
+        if self._handler is not None and self._default_route:
             filters.append(self._request_filter)
+        filters.extend(self._routes)
+        if self._node_watcher is not None:
+            filters.append(self._node_filter)
         for topic in filters:
-            codes = await client.subscribe(topic, qos=1, timeout=5.0)
-            if any((code.value if isinstance(code, ReasonCode) else code) >= 0x80 for code in codes):
-                raise aiomqtt.MqttError(f"subscription to {topic} refused: {codes}")
+            await self._subscribe(client, topic)
         await client.publish(self.state_topic, orjson.dumps(self._state), qos=1, retain=True, timeout=5.0)
+
+    @staticmethod
+    async def _subscribe(client: aiomqtt.Client, topic: str) -> None:
+        codes = await client.subscribe(topic, qos=1, timeout=5.0)
+        if any((code.value if isinstance(code, ReasonCode) else code) >= 0x80 for code in codes):
+            raise aiomqtt.MqttError(f"subscription to {topic} refused: {codes}")
 
     def _where(self) -> str:
         tls = " (TLS)" if self._settings.mqtt_tls else ""
@@ -368,10 +422,24 @@ class MqttBus(Bus):
         raw = message.payload if isinstance(message.payload, bytes | bytearray | str) else b""
         if topic == self.reply_topic:
             self._on_reply(message.properties, raw)
-        elif topic == self.request_topic and self._handler is not None:
+        elif (topic == self.request_topic or topic in self._routes) and self._handler is not None:
             await self._on_request(client, self._handler, message.properties, raw)
+        elif self._node_watcher is not None and topic.startswith(self._base + "/node/"):
+            self._on_node_state(topic.rsplit("/", 1)[1], raw)
         else:
             log.debug("mqtt: ignoring message on %s", topic)
+
+    def _on_node_state(self, node: str, raw: bytes | bytearray | str) -> None:
+        watcher = self._node_watcher
+        assert watcher is not None
+        try:
+            state = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            log.warning("mqtt: ignoring malformed state of node %s", node)
+            return
+        if not isinstance(state, dict) or state.get("state") == "gone":
+            state = None
+        watcher(node, state)
 
     def _on_reply(self, props: Properties | None, raw: bytes | bytearray | str) -> None:
         correlation = getattr(props, "CorrelationData", None)

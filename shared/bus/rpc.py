@@ -13,8 +13,9 @@ being an On-Prem ``ErrorCode`` (``shared.errors``).
 
 from __future__ import annotations
 
+import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -64,6 +65,17 @@ _request_decoder = msgspec.json.Decoder(_Request)
 _reply_decoder = msgspec.json.Decoder(_Reply)
 
 
+class Placement(enum.Enum):
+    """Which node of a multiconnect deployment serves a method (reference §5): the others answer 1017 / 1018."""
+
+    MASTER = "master"
+    """The primary master: registration, settings, backup, shards, DB stats, webhooks, GC (1017 elsewhere)."""
+    RECIPIENT = "recipient"
+    """The owner of the shard of the request's recipient (``Method.recipient``; 1018 elsewhere)."""
+    ANY_SHARD = "any_shard"
+    """Any shard owner: the call needs the number's network connection, not a particular peer's shard."""
+
+
 class Method(Generic[Req, Rep]):
     """One RPC: its name on the bus, its request and reply types, and what the contract table says of it.
 
@@ -71,7 +83,18 @@ class Method(Generic[Req, Rep]):
     ``docs/contracts.md`` §3 is generated from both (``python -m shared.bus.contract``).
     """
 
-    __slots__ = ("_reply_decoder", "_request_decoder", "doc", "errors", "field_errors", "name", "reply", "request")
+    __slots__ = (
+        "_reply_decoder",
+        "_request_decoder",
+        "doc",
+        "errors",
+        "field_errors",
+        "name",
+        "placement",
+        "recipient",
+        "reply",
+        "request",
+    )
 
     def __init__(
         self,
@@ -82,8 +105,15 @@ class Method(Generic[Req, Rep]):
         doc: str,
         errors: str = "",
         field_errors: Mapping[str, str] | None = None,
+        placement: Placement = Placement.MASTER,
+        recipient: Callable[[Req], str] | None = None,
     ) -> None:
+        if (placement is Placement.RECIPIENT) != (recipient is not None):
+            raise ValueError(f"{name}: a RECIPIENT method names its recipient, and only it")
         self.name = name
+        self.placement = placement
+        self.recipient = recipient
+        """The peer whose shard serves the request (``Placement.RECIPIENT``)."""
         self.request = request
         self.reply = reply
         self.doc = doc

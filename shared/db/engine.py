@@ -36,6 +36,8 @@ from shared.tasks import finish_then_cancel
 log = logging.getLogger("openprem.db")
 
 T = TypeVar("T")
+Fence = Callable[[AsyncConnection], Awaitable[None]]
+"""Checks, inside a transaction, that this node still holds the role it acts under; raises when it does not."""
 
 MAX_ATTEMPTS = 5
 """Attempts per transaction (1 + 4 retries); bounded so a livelock surfaces as an error, not a hang."""
@@ -89,6 +91,8 @@ class Database:
         self._engine = engine
         self._settings = settings
         self._stats: dict[str, _Stat] = {}
+        self.fence: Fence | None = None
+        """Multiconnect: the check every fenced transaction makes first (``coreapp.ha``); ``None``: no roles."""
 
     @classmethod
     async def connect(cls, settings: DbSettings) -> Database:
@@ -119,8 +123,12 @@ class Database:
     def settings(self) -> DbSettings:
         return self._settings
 
-    async def run(self, name: str, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def run(self, name: str, fn: Callable[[AsyncConnection], Awaitable[T]], *, fenced: bool = True) -> T:
         """Run ``fn(conn)`` in one transaction named ``name``; retry transient concurrency errors.
+
+        With a ``fence`` set (multiconnect: the lease this node acts under), every transaction first checks it
+        inside the same transaction, so a node that lost its role can neither write nor read on; ``fenced=False``
+        only for the lease statements themselves.
 
         Cancelling the caller does not interrupt a transaction in progress: it completes first (see
         ``finish_then_cancel``), so ``fn`` should be short and never wait on anything but the database.
@@ -138,7 +146,7 @@ class Database:
                 try:
                     # A started transaction always ends in COMMIT or ROLLBACK, even when our caller is
                     # cancelled: abandoned mid-query it would keep its connection (and SQLite's write lock).
-                    return await finish_then_cancel(self._attempt(fn, progress))
+                    return await finish_then_cancel(self._attempt(fn, progress, self.fence if fenced else None))
                 except DBAPIError as exc:
                     attempt += 1
                     # A connection lost during COMMIT may have committed: running ``fn`` again could apply it
@@ -161,8 +169,12 @@ class Database:
             if elapsed >= SLOW_TRANSACTION_S:
                 log.warning("slow transaction %s: %.3fs (%d retries)", name, elapsed, attempt)
 
-    async def _attempt(self, fn: Callable[[AsyncConnection], Awaitable[T]], progress: _Progress) -> T:
+    async def _attempt(
+        self, fn: Callable[[AsyncConnection], Awaitable[T]], progress: _Progress, fence: Fence | None
+    ) -> T:
         async with self._engine.begin() as conn:
+            if fence is not None:
+                await fence(conn)
             result = await fn(conn)
             progress.committing = True  # leaving the block sends COMMIT
         return result

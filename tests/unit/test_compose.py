@@ -345,11 +345,16 @@ def test_the_broker_refuses_anonymous_clients_and_has_per_role_rights() -> None:
         None: [],
         "webapp": [
             "topic write openprem/+/rpc/req",
+            "topic write openprem/+/rpc/master/req",
+            "topic write openprem/+/rpc/shard/+/req",
             "topic read openprem/+/rpc/resp/+",
             "topic write openprem/+/node/+",
+            "topic read openprem/+/node/+",
         ],
         "coreapp": [
             "topic read openprem/+/rpc/req",
+            "topic read openprem/+/rpc/master/req",
+            "topic read openprem/+/rpc/shard/+/req",
             "topic write openprem/+/rpc/resp/+",
             "topic read openprem/+/rpc/resp/coreapp",
             "topic write openprem/+/node/+",

@@ -11,7 +11,7 @@ from shared.errors import ApiError, ErrorCode
 from shared.idempotency import HEADER, KEY_PATTERN, MAX_KEY_LENGTH, valid_key
 from webapp.auth import Principal, unauthorized
 from webapp.openapi import HeaderParam
-from webapp.state import BUS_KEY, METRICS_KEY, PRINCIPAL_KEY
+from webapp.state import BUS_KEY, CLUSTER_KEY, METRICS_KEY, PRINCIPAL_KEY
 
 
 def principal(request: web.Request) -> Principal:
@@ -37,7 +37,9 @@ async def rpc(request: web.Request, method: Method[Req, Rep], payload: Req, time
     started = time.perf_counter()
     result = "ok"
     try:
-        return await request.app[BUS_KEY].call(method, payload, timeout_s)
+        cluster = request.app.get(CLUSTER_KEY)
+        route = cluster.route(method, payload) if cluster is not None else None
+        return await request.app[BUS_KEY].call(method, payload, timeout_s, route)
     except ApiError as exc:
         result = str(exc.code.code)
         raise

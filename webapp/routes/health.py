@@ -26,7 +26,7 @@ from webapp.envelope import ok
 from webapp.openapi import doc
 from webapp.routes.common import rpc
 from webapp.schemas.responses import HealthResponse
-from webapp.state import DISK_KEY, RPC_TIMEOUT_KEY
+from webapp.state import CLUSTER_KEY, DISK_KEY, RPC_TIMEOUT_KEY
 
 log = logging.getLogger("openprem.webapp.health")
 
@@ -40,6 +40,9 @@ routes = web.RouteTableDef()
 async def health(request: web.Request) -> web.Response:
     """Any failure to get a valid ``health.get`` reply (no answer, an error, a reply outside the contract such
     as an unknown ``gateway_status``) is ``disconnected``."""
+    cluster = request.app.get(CLUSTER_KEY)
+    if cluster is not None:  # multiconnect: every node with its role (reference §2.4), from their states
+        return ok(request, {"health": cluster.health()})
     timeout = min(HEALTH_TIMEOUT_S, request.app[RPC_TIMEOUT_KEY])
     health: dict[str, Any] = {"gateway_status": GatewayStatus.DISCONNECTED.value}
     try:

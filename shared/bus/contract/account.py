@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from shared.bus.contract.types import NonEmpty
-from shared.bus.rpc import Empty, Method
+from shared.bus.rpc import Empty, Method, Placement
 
 
 class Register(msgspec.Struct, omit_defaults=True):
@@ -59,8 +59,11 @@ SET_TWO_STEP = Method(
     Empty,
     doc="`{}`: the network then asks for the PIN at every registration",
     errors="1008, 1009 not 6 digits, 1011 not connected",
+    placement=Placement.ANY_SHARD,
 )
-REMOVE_TWO_STEP = Method("account.remove_two_step", Empty, Empty, doc="`{}`", errors="1011")
+REMOVE_TWO_STEP = Method(
+    "account.remove_two_step", Empty, Empty, doc="`{}`", errors="1011", placement=Placement.ANY_SHARD
+)
 GET_SHARDS = Method("account.get_shards", Empty, Shards, doc="`shards: 1`")
 SET_SHARDS = Method(
     "account.set_shards",

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from shared.bus.contract.types import WaIdText
-from shared.bus.rpc import Method
+from shared.bus.rpc import Method, Placement
 
 MAX_CONTACTS = 1000
 """Per call; webapp enforces the same bound with a field-level 1009."""
@@ -55,6 +55,7 @@ CHECK = Method(
     Contacts,
     doc="one entry per input, in input order",
     errors="1008, 1009, 1011 not connected",
+    placement=Placement.ANY_SHARD,
 )
 GET_IDENTITY = Method(
     "contacts.get_identity",
@@ -63,6 +64,8 @@ GET_IDENTITY = Method(
     doc="`identity: [{hash, created_timestamp, acknowledged}]`: the contact's latest identity change "
     "(`GET /v1/contacts/{wa_id}/identity`)",
     errors="1006 no change recorded, 1009 bad wa_id",
+    placement=Placement.RECIPIENT,
+    recipient=lambda request: request.wa_id,
 )
 ACK_IDENTITY = Method(
     "contacts.ack_identity",
@@ -70,4 +73,6 @@ ACK_IDENTITY = Method(
     IdentityReply,
     doc="same, `acknowledged: true` (`PUT /v1/contacts/{wa_id}/identity`)",
     errors="1009 not the current hash, 1006 none recorded, 1008 no hash",
+    placement=Placement.RECIPIENT,
+    recipient=lambda request: request.wa_id,
 )

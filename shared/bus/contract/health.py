@@ -6,7 +6,7 @@ import enum
 
 import msgspec
 
-from shared.bus.rpc import Empty, Method
+from shared.bus.rpc import Empty, Method, Placement
 
 
 class GatewayStatus(enum.StrEnum):
@@ -38,4 +38,5 @@ HEALTH = Method(
     Health,
     doc="`gateway_status`, plus `errors` (`[{code: 1016, …}]`) only while a critical condition holds (disk under "
     "`WA_DISK_MIN_FREE_MB`)",
+    placement=Placement.ANY_SHARD,
 )

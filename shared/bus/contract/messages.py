@@ -8,7 +8,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from shared.bus.contract.types import JsonObject, NonEmpty
-from shared.bus.rpc import Empty, Method
+from shared.bus.rpc import Empty, Method, Placement
 from shared.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from shared.message_types import MessageType
 
@@ -83,6 +83,8 @@ SEND = Method(
     "`deterministic` = exact code, `fallback` = also another locale of the language), 2060/2061/2062 "
     "rejected/paused/disabled, 2000 body parameter count ≠ distinct `{{n}}` of the BODY text, 2005 hydrated body "
     "> 1024; media: the media service's errors, 1009 when there is none",
+    placement=Placement.RECIPIENT,
+    recipient=lambda request: request.to,
 )
 MARK_READ = Method(
     "messages.mark_read",
@@ -90,6 +92,7 @@ MARK_READ = Method(
     Empty,
     doc="`{}` once the network acked the `ReadReceipt`; the inbound row's status becomes `read`",
     errors="1006 unknown id, 1009 an outbound id, 1011 not ready",
+    placement=Placement.ANY_SHARD,
 )
 GC = Method(
     "messages.gc",
