@@ -191,8 +191,8 @@ def app_families(
         "chat connection was built",
         labels=["status"],
     )
-    for status in RECEIPT_STATUSES:
-        receipts.add_metric([status.value], chat.receipts.applied.get(status, 0) if chat else 0)
+    for receipt_status in RECEIPT_STATUSES:
+        receipts.add_metric([receipt_status.value], chat.receipts.applied.get(receipt_status, 0) if chat else 0)
     families.append(receipts)
     sent = CounterMetricFamily(
         "messages_sent",
