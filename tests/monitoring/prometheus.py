@@ -1,7 +1,7 @@
 """The shipped monitoring files, and a real Prometheus server running the shipped scrape configuration.
 
 ``render_config`` turns ``compose/monitoring/prometheus/prometheus.yml`` and its ``targets/*.yml`` into the
-configuration of a deployment on loopback by replacing exactly three things: the intervals, the API-key file
+configuration of a deployment on loopback by replacing exactly three things: the intervals (global and per job), the API-key file
 (compose writes it to a tmpfs) and the target address (compose's ``webapp:443``).  Everything else — jobs, paths,
 parameters, authorization, TLS, node labels — is the file compose runs.  ``dashboard_queries`` lists every query of
 the shipped Grafana dashboard with Grafana's variables replaced, as Grafana would send it.
@@ -62,6 +62,9 @@ def render_config(dest: Path, *, web_address: str, api_key: str, interval_s: int
     key_file.write_text(api_key, encoding="utf-8")
     key_file.chmod(0o600)
     for job in config["scrape_configs"]:
+        for key in ("scrape_interval", "scrape_timeout"):
+            if key in job:
+                job[key] = interval
         auth = job["authorization"]
         assert auth["credentials_file"] == COMPOSE_KEY_FILE, job["job_name"]
         auth["credentials_file"] = str(key_file)
