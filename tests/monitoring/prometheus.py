@@ -1,10 +1,10 @@
 """The shipped monitoring files, and a real Prometheus server running the shipped scrape configuration.
 
 ``render_config`` turns ``compose/monitoring/prometheus/prometheus.yml`` and its ``targets/*.yml`` into the
-configuration of a deployment on loopback by replacing exactly three things: the intervals (global and per job), the API-key file
-(compose writes it to a tmpfs) and the target address (compose's ``webapp:443``).  Everything else — jobs, paths,
-parameters, authorization, TLS, node labels — is the file compose runs.  ``dashboard_queries`` lists every query of
-the shipped Grafana dashboard with Grafana's variables replaced, as Grafana would send it.
+configuration of a deployment on loopback by replacing exactly three things: the intervals (global and per job),
+the API-key file (compose writes it to a tmpfs) and the target address (compose's ``webapp:443``).  Everything
+else — jobs, paths, parameters, authorization, TLS, node labels — is the file compose runs.  ``dashboard_queries``
+lists every query of the shipped Grafana dashboard with Grafana's variables replaced, as Grafana would send it.
 """
 
 from __future__ import annotations
