@@ -22,7 +22,7 @@ from tests.support.services import db_settings_for, drop_database
 
 __all__ = ["Monitored", "monitored", "mqtt_broker", "pytest_runtest_makereport"]
 
-SCRAPE_INTERVAL_S = 1
+SCRAPE_INTERVAL_S = 2
 
 
 @dataclass

@@ -95,7 +95,7 @@ async def test_every_dashboard_query_returns_data(monitored: Monitored) -> None:
                 t["health"] == "up" for t in targets
             )
 
-        await wait_until(all_up, 20, f"every target of {sorted(JOBS)} up")
+        await wait_until(all_up, 15 * SCRAPE_INTERVAL_S, f"every target of {sorted(JOBS)} up")
         for target in await prometheus.targets(session):
             assert target["labels"]["node"] in ("webapp", "coreapp"), target["labels"]
 
@@ -106,7 +106,7 @@ async def test_every_dashboard_query_returns_data(monitored: Monitored) -> None:
             received = await _value(prometheus, session, "sum(messages_received_total)")
             return sent >= SENDS and read >= SENDS and received >= REPLIES
 
-        await wait_until(load_scraped, 15, "the load's counters in Prometheus")
+        await wait_until(load_scraped, 10 * SCRAPE_INTERVAL_S, "the load's counters in Prometheus")
         assert await _value(prometheus, session, 'sum(webapp_http_requests_total{route="/v1/messages"})') >= SENDS
         assert await _value(prometheus, session, 'sum(callback_requests_duration_ms_count{result="success"})') > 0
         assert await _value(prometheus, session, 'node_role{role="primary_master"}') == 1
