@@ -9,13 +9,15 @@ phone number or a message id (dependencies §5.7).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from coreapp.models import MessageStatus
 from coreapp.webhooks.dispatcher import DispatcherStats
 from shared.bus.contract.health import GatewayStatus
 from shared.db.engine import Database
@@ -26,7 +28,21 @@ DB_LABEL = "coreapp"
 # Transactions whose count is an exact event count (one transaction per event).
 TXN_RECEIVED = "inbound.receive"
 TXN_UNDECRYPTABLE = "inbound.undecryptable"
-TXN_RECEIPTS = "receipts.apply"
+
+RECEIPT_STATUSES = (MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
+
+
+class NodeRole(StrEnum):
+    """A node's role, as the original's multiconnect ``/v1/health`` names it (reference §2.5)."""
+
+    PRIMARY_MASTER = "primary_master"
+    SECONDARY_MASTER = "secondary_master"
+    COREAPP = "coreapp"
+
+
+def single_node_role() -> NodeRole:
+    """One coreapp per number, no standby (until issue 11's roles): it does the master's work too."""
+    return NodeRole.PRIMARY_MASTER
 
 
 class _Generation(Protocol):
@@ -42,6 +58,11 @@ class _SenderCounts(Protocol):
     def failed(self) -> int: ...
 
 
+class _ReceiptCounts(Protocol):
+    @property
+    def applied(self) -> Mapping[MessageStatus, int]: ...
+
+
 class ChatView(Protocol):
     """What the stats read of the chat part (``coreapp.scope.ChatScope``)."""
 
@@ -50,6 +71,9 @@ class ChatView(Protocol):
 
     @property
     def sender(self) -> _SenderCounts: ...
+
+    @property
+    def receipts(self) -> _ReceiptCounts: ...
 
 
 class ChatSource(Protocol):
@@ -76,6 +100,9 @@ class DiskStates(Protocol):
 
     @property
     def inbound_held(self) -> int: ...
+
+    @property
+    def min_free_bytes(self) -> int: ...
 
 
 class DiskView(Protocol):
@@ -105,6 +132,7 @@ class AppStatsSources:
     chat: ChatSource
     disk: DiskStates | None = None
     message_gc: GcCounts | None = None
+    role: Callable[[], NodeRole] = single_node_role
 
 
 def _ok(db_stats: dict[str, dict[str, float]], name: str) -> int:
@@ -154,13 +182,18 @@ def app_families(
         "decrypt_failures", "Inbound messages that could not be decrypted (recorded as undecryptable and acked)"
     )
     undecryptable.add_metric([], _ok(db_stats, TXN_UNDECRYPTABLE))
-    receipts = CounterMetricFamily(
-        "message_receipts", "Delivery/read/failed receipts from the network applied (one per device and status)"
-    )
-    receipts.add_metric([], _ok(db_stats, TXN_RECEIPTS))
-    families += [received, undecryptable, receipts]
+    families += [received, undecryptable]
 
     chat = sources.chat.scope
+    receipts = CounterMetricFamily(
+        "message_receipts",
+        "Delivery/read/failed receipts from the network applied (one per device and status), by status, since the "
+        "chat connection was built",
+        labels=["status"],
+    )
+    for receipt_status in RECEIPT_STATUSES:
+        receipts.add_metric([receipt_status.value], chat.receipts.applied.get(receipt_status, 0) if chat else 0)
+    families.append(receipts)
     sent = CounterMetricFamily(
         "messages_sent",
         "Outbound messages answered by the network, by result (sent or failed), since the chat connection was built",
@@ -182,7 +215,11 @@ def app_families(
         gateway.add_metric([status.value], 1 if status is current else 0)
     up = GaugeMetricFamily("uptime_seconds", "Seconds since coreapp started")
     up.add_metric([], round(uptime_s, 3))
-    families += [gateway, up]
+    role = sources.role()
+    roles = GaugeMetricFamily("node_role", "This node's role: 1 for the current role, 0 otherwise", labels=["role"])
+    for each in NodeRole:
+        roles.add_metric([each.value], 1 if each is role else 0)
+    families += [gateway, up, roles]
 
     if sources.disk is not None:
         disk = sources.disk.states
@@ -192,6 +229,10 @@ def app_families(
             labels=["dir"],
         )
         free = GaugeMetricFamily("disk_free_bytes", "Free bytes in the directory at the last check", labels=["dir"])
+        floor = GaugeMetricFamily(
+            "disk_min_free_bytes", "WA_DISK_MIN_FREE_MB in bytes: below it a directory is critical"
+        )
+        floor.add_metric([], sources.disk.min_free_bytes)
         for name, state in sorted(disk.items()):
             critical.add_metric([name], 1 if state.critical else 0)
             free.add_metric([name], state.free_bytes)
@@ -200,7 +241,7 @@ def app_families(
             "1 while inbound messages wait unacked for disk space in the data or media directory, else 0",
         )
         held.add_metric([], 1 if sources.disk.inbound_held else 0)
-        families += [critical, free, held]
+        families += [critical, free, floor, held]
     if sources.message_gc is not None:
         runs = CounterMetricFamily("message_gc_runs", "Message garbage collection runs (periodic and on demand)")
         runs.add_metric([], sources.message_gc.runs)

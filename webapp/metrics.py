@@ -1,4 +1,5 @@
-"""Webapp metrics (``/metrics``): request counts and latency by route template, bus round trips, logins, free disk.
+"""Webapp metrics (``/metrics``): request counts and latency by route template, bus round trips, logins, free disk
+and its threshold.
 
 Each ``WebApp`` owns its registry so several apps in one process (embedded mode, tests) never collide.
 Labels are route templates, never concrete paths: phone numbers and ids must not become label values.
@@ -50,6 +51,11 @@ class WebMetrics:
         )
         self.disk_free_bytes = Gauge(
             "webapp_disk_free_bytes", "Free bytes in the directory at the last check", ["dir"], registry=self.registry
+        )
+        self.disk_min_free_bytes = Gauge(
+            "webapp_disk_min_free_bytes",
+            "WA_DISK_MIN_FREE_MB in bytes: below it a directory is critical",
+            registry=self.registry,
         )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -44,6 +44,8 @@ class ReceiptService:
         self._statuses = statuses
         self._settings = settings
         self._notify_webhooks = notify_webhooks
+        # Metrics (``/v1/stats/app``): receipts applied (not replays of one already logged), by status.
+        self.applied: dict[MessageStatus, int] = dict.fromkeys(_STATUS.values(), 0)
 
     async def handle(self, receipt: Receipt) -> None:
         await self.handle_many([receipt])
@@ -58,12 +60,14 @@ class ReceiptService:
         settings = await self._settings.get_application()
         keyed = [((MessageId(r.message_id), r.device_id, _STATUS[r.status]), r.timestamp) for r in receipts]
 
-        async def receipts_txn(conn: AsyncConnection) -> bool:
+        async def receipts_txn(conn: AsyncConnection) -> tuple[bool, list[StatusChange]]:
             fresh = await self._messages.log_receipts_txn(conn, keyed)
             changes = [_change(r) for r, new in zip(receipts, fresh, strict=True) if new]
-            return await self._statuses.advance_many_txn(conn, settings, changes)
+            return await self._statuses.advance_many_txn(conn, settings, changes), changes
 
-        queued = await self._db.run("receipts.apply", receipts_txn)
+        queued, applied = await self._db.run("receipts.apply", receipts_txn)
+        for change in applied:  # counted once committed: a retried transaction counts nothing twice
+            self.applied[change.status] += 1
         for receipt in receipts:
             await self._link.ack(receipt)
         if queued:

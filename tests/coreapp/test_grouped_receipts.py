@@ -158,6 +158,8 @@ async def test_grouped_receipts_do_exactly_what_one_by_one_does(
                 await service.handle(frame)
         assert link.acked == [100, *range(1, len(RECEIPTS) + 1)]  # every receipt acked, in order
         outcomes[prefix] = await _outcome(core, prefix)
+        # The metric (message_receipts_total{status}): each receipt new to the log once, replays and repeats not.
+        assert service.applied == {MessageStatus.DELIVERED: 5, MessageStatus.READ: 2, MessageStatus.FAILED: 4}
 
     assert outcomes["all-"] == outcomes["one-"]
 

@@ -113,7 +113,8 @@ async def test_stats_count_real_traffic(sqlite_db: DbSettings, sandbox: Sandbox,
         done = (
             _value(stats, "messages_sent_total", result="sent") == 1
             and _value(stats, "messages_received_total") == 1
-            and _value(stats, "message_receipts_total") >= 2  # delivered + read
+            and _value(stats, "message_receipts_total", status="delivered") == 1
+            and _value(stats, "message_receipts_total", status="read") == 1
         )
         return stats if done else None
 
@@ -121,6 +122,8 @@ async def test_stats_count_real_traffic(sqlite_db: DbSettings, sandbox: Sandbox,
     assert _value(stats, "gateway_status", status="connected") == 1
     assert _value(stats, "decrypt_failures_total") == 0
     assert _value(stats, "chat_reconnects_total") == 0
+    assert _value(stats, "message_receipts_total", status="failed") == 0
+    assert _value(stats, "node_role", role="primary_master") == 1
     assert stats["callback_queue_size"]["type"] == "gauge"
 
     text = (await core.rpc("stats.app", {"format": "prometheus"}))["text"]

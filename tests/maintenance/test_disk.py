@@ -63,6 +63,7 @@ async def test_disk_full_is_critical_then_recovers_without_restart(
     stats = (await core.rpc("stats.app"))["metrics"]
     assert _gauge(stats, "disk_critical", "log") == 1
     assert _gauge(stats, "disk_free_bytes", "data") > 0
+    assert stats["disk_min_free_bytes"]["data"] == [{"labels": {}, "value": guard.min_free_bytes}]
 
     with pytest.raises(ApiError) as info:
         await core.rpc("messages.send", TEXT)
