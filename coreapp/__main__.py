@@ -55,6 +55,10 @@ async def set_shards_offline(settings: Settings, text: str) -> int:
     db = await Database.connect(settings.db)
     try:
         leases, maps = LeaseStore(db), ShardMapStore(db)
+        current = await maps.get()
+        if current.shards == shards and not current.changing:  # repeatable (compose runs it at every `up`)
+            print(f"shard count is {shards} already")
+            return 0
         live = live_shard_leases([(row.name, row.expired) for row in await leases.all()])
         if live:
             print(

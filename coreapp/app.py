@@ -261,7 +261,7 @@ class CoreApp:
             AccountExtraApi(stores.accounts, chat, maps=maps, resharder=resharder),
             ContactsApi(ContactsService(stores.contacts, chat, supervisor), identities),
             SettingsExtraApi(stores.settings, backup, webhook_ca),
-            OpsApi(settings, db, stores.maintenance, dispatcher, chat, message_gc, disk),
+            OpsApi(settings, db, stores.maintenance, dispatcher, chat, message_gc, disk, node=node),
             WebhooksApi(stores.webhooks, dispatcher),
         ):
             area.mount(registry)

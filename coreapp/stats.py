@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
@@ -19,7 +18,7 @@ from prometheus_client.metrics_core import Metric
 
 from coreapp.models import MessageStatus
 from coreapp.webhooks.dispatcher import DispatcherStats
-from shared.bus.contract.health import GatewayStatus
+from shared.bus.contract.health import GatewayStatus, NodeRole
 from shared.db.engine import Database
 
 DB_LABEL = "coreapp"
@@ -32,17 +31,22 @@ TXN_UNDECRYPTABLE = "inbound.undecryptable"
 RECEIPT_STATUSES = (MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
 
 
-class NodeRole(StrEnum):
-    """A node's role, as the original's multiconnect ``/v1/health`` names it (reference §2.5)."""
-
-    PRIMARY_MASTER = "primary_master"
-    SECONDARY_MASTER = "secondary_master"
-    COREAPP = "coreapp"
-
-
 def single_node_role() -> NodeRole:
-    """One coreapp per number, no standby (until issue 11's roles): it does the master's work too."""
+    """One coreapp per number, no standby (no multiconnect): it does the master's work too."""
     return NodeRole.PRIMARY_MASTER
+
+
+class HaCounts(Protocol):
+    """``coreapp.ha.HaNode``, as the stats see it."""
+
+    @property
+    def acquired(self) -> int: ...
+
+    @property
+    def lost(self) -> int: ...
+
+    @property
+    def epoch(self) -> int | None: ...
 
 
 class _Generation(Protocol):
@@ -133,6 +137,8 @@ class AppStatsSources:
     disk: DiskStates | None = None
     message_gc: GcCounts | None = None
     role: Callable[[], NodeRole] = single_node_role
+    ha: HaCounts | None = None
+    """Multiconnect: this node's lease counters."""
 
 
 def _ok(db_stats: dict[str, dict[str, float]], name: str) -> int:
@@ -220,6 +226,14 @@ def app_families(
     for each in NodeRole:
         roles.add_metric([each.value], 1 if each is role else 0)
     families += [gateway, up, roles]
+    if sources.ha is not None:
+        taken = CounterMetricFamily("ha_roles_taken", "Leases (master or shard) this node took; each is a failover")
+        taken.add_metric([], sources.ha.acquired)
+        given = CounterMetricFamily("ha_roles_lost", "Leases this node gave up or lost")
+        given.add_metric([], sources.ha.lost)
+        epoch = GaugeMetricFamily("ha_lease_epoch", "Epoch of the lease held now (0: none)")
+        epoch.add_metric([], sources.ha.epoch or 0)
+        families += [taken, given, epoch]
 
     if sources.disk is not None:
         disk = sources.disk.states

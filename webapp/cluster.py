@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.bus.base import Payload
+from shared.bus.contract.health import NodeRole
 from shared.bus.rpc import Method, Placement
 from shared.errors import ApiError, ErrorCode
 from shared.shards import SHARD_COUNTS, shard_of
@@ -28,7 +29,7 @@ from shared.shards import SHARD_COUNTS, shard_of
 log = logging.getLogger("openprem.webapp.cluster")
 
 MASTER_ROUTE = "master"
-PRIMARY = "primary_master"
+PRIMARY = NodeRole.PRIMARY_MASTER.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,8 @@ class ClusterView:
 
     def route(self, method: Method[Any, Any], request: Any) -> str:
         """The route ``method`` must go to now, or the On-Prem error for "nobody serves it"."""
+        if method.placement is Placement.NODE:
+            return self.node_route(None)
         if method.placement is Placement.MASTER:
             if self._primary() is None:
                 raise ApiError(ErrorCode.NOT_PRIMARY_MASTER, "no primary master is up now; retry")
@@ -94,6 +97,16 @@ class ClusterView:
             raise ApiError(ErrorCode.NOT_PRIMARY_COREAPP, "no shard has an owner now; retry")
         ordered = sorted(owners)
         return f"shard/{ordered[next(self._turn) % len(ordered)]}"
+
+    def node_route(self, node: str | None) -> str:
+        """The route of ``node`` (1009 when no such node is up); ``None``: the primary master."""
+        if node is None:
+            if self._primary() is None:
+                raise ApiError(ErrorCode.NOT_PRIMARY_MASTER, "no primary master is up now; retry")
+            return MASTER_ROUTE
+        if node not in self._nodes:
+            raise ApiError(ErrorCode.INVALID_PARAMETER, f"node: no node {node!r} is up (see /v1/health)")
+        return f"node/{node}"
 
     def shards(self) -> int:
         """The shard count: the primary master's, else the one the newest owners serve (masters may all be down

@@ -12,10 +12,12 @@ import importlib.metadata
 import logging
 import platform
 import time
+from dataclasses import replace
 
 from prometheus_client.metrics_core import Metric
 
 from coreapp.api.registry import RpcRegistry
+from coreapp.ha.node import HaNode
 from coreapp.maintenance.disk import DiskGuard
 from coreapp.maintenance.gc import MessageGc
 from coreapp.scope import CurrentChat
@@ -51,7 +53,10 @@ class OpsApi:
         chat: CurrentChat,
         message_gc: MessageGc,
         disk: DiskGuard,
+        *,
+        node: HaNode | None = None,
     ) -> None:
+        """``node``: multiconnect (its role and lease counters are in the stats)."""
         self._settings = settings
         self._db = db
         self._store = store
@@ -59,6 +64,8 @@ class OpsApi:
         self._chat = chat
         self._message_gc = message_gc
         self._sources = AppStatsSources(db, dispatcher, chat, disk=disk, message_gc=message_gc)
+        if node is not None:
+            self._sources = replace(self._sources, role=lambda: node.role, ha=node)
         # Finish well before webapp gives up on the RPC, so the answer (and the count) reaches the client.
         self._gc_budget_s = min(message_gc.policy.budget_s, settings.bus.rpc_timeout_s / 2)
         self._started = time.monotonic()

@@ -34,6 +34,8 @@ class RoleGuard:
 
     def _check(self, method: Method[Any, Any], payload: bytes) -> None:
         node = self._node
+        if method.placement is Placement.NODE:
+            return
         if method.placement is Placement.MASTER:
             if not node.primary:
                 raise self._refusal(Placement.MASTER, f"{node.node_id} is not the primary master")

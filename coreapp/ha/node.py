@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from coreapp.ha.lease import LeaseKeeper, LeaseTiming
 from coreapp.storage.leases import Held, LeaseStore, StaleEpoch
 from coreapp.storage.shard_map import ShardMap, ShardMapStore
 from shared.bus.base import Bus, Payload
+from shared.bus.contract.health import NodeRole
 from shared.config import HaSettings
 from shared.db.engine import Database
 from shared.shards import ShardSlot
@@ -47,14 +47,6 @@ MASTER_LEASE = "master"
 MASTER_ROUTE = "master"
 STATE_EVERY_S = 1.0
 """How often the node state is refreshed on the bus (only a change is published)."""
-
-
-class Role(enum.StrEnum):
-    """``role`` in ``/v1/health`` (reference §2.4)."""
-
-    PRIMARY_MASTER = "primary_master"
-    SECONDARY_MASTER = "secondary_master"
-    COREAPP = "coreapp"
 
 
 @dataclass(frozen=True)
@@ -99,7 +91,7 @@ class HaNode:
             acquire_every_s=min(1.0, settings.renew_every_s),
         )
         self.is_master = settings.master
-        self.role = Role.SECONDARY_MASTER if settings.master else Role.COREAPP
+        self.role = NodeRole.SECONDARY_MASTER if settings.master else NodeRole.COREAPP
         self.slot: ShardSlot | None = None
         self.shard_map = ShardMap(1)
         self._keeper: LeaseKeeper | None = None
@@ -114,7 +106,7 @@ class HaNode:
 
     @property
     def primary(self) -> bool:
-        return self.role is Role.PRIMARY_MASTER and self.may_act()
+        return self.role is NodeRole.PRIMARY_MASTER and self.may_act()
 
     def may_act(self) -> bool:
         """Whether the role held now is still safe to act under, by this node's own clock."""
@@ -143,7 +135,13 @@ class HaNode:
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
+    @property
+    def route(self) -> str:
+        """This node's own route (its stats, ``Placement.NODE``)."""
+        return f"node/{self.node_id}"
+
     async def start(self) -> None:
+        await self._bus.add_route(self.route)
         await self._bus.publish_state(self.state())
         loop = self._master_loop() if self.is_master else self._shard_loop()
         self._tasks = [
@@ -178,7 +176,7 @@ class HaNode:
 
     async def _became_primary(self, held: Held) -> None:
         self._db.fence = lambda conn: LeaseStore.fence_txn(conn, held)
-        self.role = Role.PRIMARY_MASTER
+        self.role = NodeRole.PRIMARY_MASTER
         self.acquired += 1
         await self._bus.add_route(MASTER_ROUTE)
         await self._hooks.become_primary()
@@ -187,7 +185,7 @@ class HaNode:
 
     async def _lost_primary(self, held: Held) -> None:
         self._db.fence = _refuse
-        self.role = Role.SECONDARY_MASTER
+        self.role = NodeRole.SECONDARY_MASTER
         self.lost += 1
         try:
             await self._bus.remove_route(MASTER_ROUTE)

@@ -74,6 +74,8 @@ class Placement(enum.Enum):
     """The owner of the shard of the request's recipient (``Method.recipient``; 1018 elsewhere)."""
     ANY_SHARD = "any_shard"
     """Any shard owner: the call needs the number's network connection, not a particular peer's shard."""
+    NODE = "node"
+    """Any node answers for itself (its stats); the caller names the node, else the primary master answers."""
 
 
 class Method(Generic[Req, Rep]):

@@ -31,14 +31,24 @@ def require_admin(request: web.Request) -> Principal:
     return caller
 
 
-async def rpc(request: web.Request, method: Method[Req, Rep], payload: Req, timeout_s: float | None = None) -> Rep:
+async def rpc(
+    request: web.Request,
+    method: Method[Req, Rep],
+    payload: Req,
+    timeout_s: float | None = None,
+    *,
+    node: str | None = None,
+) -> Rep:
     """``bus.call`` timed into metrics (labelled with the method's name).  An ``ApiError`` from coreapp
-    propagates to the envelope unchanged; a reply that does not fit the contract is ``ApiError`` 1014."""
+    propagates to the envelope unchanged; a reply that does not fit the contract is ``ApiError`` 1014.
+    Multiconnect: sent where ``webapp.cluster`` says (``node``: to that node, for its own figures)."""
     started = time.perf_counter()
     result = "ok"
     try:
         cluster = request.app.get(CLUSTER_KEY)
-        route = cluster.route(method, payload) if cluster is not None else None
+        route = None
+        if cluster is not None:
+            route = cluster.node_route(node) if node is not None else cluster.route(method, payload)
         return await request.app[BUS_KEY].call(method, payload, timeout_s, route)
     except ApiError as exc:
         result = str(exc.code.code)

@@ -40,6 +40,11 @@ FORMATS = ("json", "prometheus")
 FORMAT_QUERY = QueryParam(
     "format", {"type": "string", "enum": list(FORMATS)}, "prometheus: Prometheus text exposition; default JSON"
 )
+NODE_QUERY = QueryParam(
+    "node",
+    {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+    "multiconnect: the node whose figures to return (a name from /v1/health); default the primary master",
+)
 PROMETHEUS_TEXT = {"text/plain": {"type": "string"}}
 SUPPORT_TIMEOUT_S = 5.0
 _PROCESS_STARTED = time.monotonic()
@@ -63,7 +68,7 @@ def prometheus_response(text: str | bytes) -> web.Response:
 
 async def _relay_stats(request: web.Request, method: Method[StatsQuery, Stats], section: str) -> web.Response:
     fmt = stats_format(request)
-    result = await rpc(request, method, StatsQuery(format=fmt))
+    result = await rpc(request, method, StatsQuery(format=fmt), node=request.query.get("node") or None)
     # ``Stats`` holds either member, so which one came is the one thing the decode cannot check.
     if fmt == "prometheus":
         if result.text is None:
@@ -75,7 +80,7 @@ async def _relay_stats(request: web.Request, method: Method[StatsQuery, Stats], 
 
 
 _STATS_DOC: dict[str, Any] = {
-    "query": [FORMAT_QUERY],
+    "query": [FORMAT_QUERY, NODE_QUERY],
     "responses": {200: StatsResponse},
     "raw_responses": {200: PROMETHEUS_TEXT},
     "rpc": True,

@@ -19,6 +19,14 @@ class GatewayStatus(enum.StrEnum):
     UNREGISTERED = "unregistered"
 
 
+class NodeRole(enum.StrEnum):
+    """A node's ``role`` in the multiconnect ``/v1/health`` (reference §2.4)."""
+
+    PRIMARY_MASTER = "primary_master"
+    SECONDARY_MASTER = "secondary_master"
+    COREAPP = "coreapp"
+
+
 class CriticalError(msgspec.Struct, omit_defaults=True):
     """A condition that holds right now (DESIGN §3), e.g. a nearly full disk: 1016 with what and where."""
 

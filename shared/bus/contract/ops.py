@@ -10,7 +10,7 @@ import msgspec
 
 from shared.bus.contract.health import GatewayStatus
 from shared.bus.contract.types import JsonObject
-from shared.bus.rpc import Empty, Method
+from shared.bus.rpc import Empty, Method, Placement
 from shared.config import BusKind, DbEngine
 
 LOG_LIMIT_DEFAULT = 100
@@ -113,6 +113,7 @@ STATS_APP = Method(
     "`messages_sent_total{result}`, `message_receipts_total`, `decrypt_failures_total`, `chat_reconnects_total`, "
     "`gateway_status{status}`, `uptime_seconds`, `disk_critical{dir}`, `disk_free_bytes{dir}`, `inbound_paused`",
     errors="1009 bad format",
+    placement=Placement.NODE,
 )
 STATS_DB = Method(
     "stats.db",
