@@ -415,7 +415,9 @@ class Cluster:
         return proc is not None and proc.alive()
 
     def pid(self, name: str) -> int | None:
-        return self.proc(name).pid
+        """The process id of ``name`` (``None`` before it was started)."""
+        proc = self.procs.get(name)
+        return proc.pid if proc is not None else None
 
     # --- observation -------------------------------------------------------------------------------------
 

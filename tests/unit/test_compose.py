@@ -415,7 +415,9 @@ NODES = (*CORE_NODES, *WEBAPPS)
 
 @pytest.fixture(scope="module")
 def multi() -> dict[str, Any]:
-    return _load(MULTICONNECT)["services"]
+    services = _load(MULTICONNECT)["services"]
+    assert isinstance(services, dict)
+    return services
 
 
 def _shard_count(services: dict[str, Any]) -> int:
@@ -541,7 +543,7 @@ def test_multiconnect_secrets_come_only_from_compose_env(multi: dict[str, Any]) 
     raw = MULTICONNECT.read_text(encoding="utf-8")
     assert all(m.group("op") == ":?" for m in _VAR.finditer(raw) if m.group(0) != "$$"), "every ${…} is required"
     assert _required_vars(raw) == set(_secrets())
-    for name, service in multi.items():
+    for service in multi.values():
         for key, value in service.get("environment", {}).items():
             if "PASSWORD" in key:
                 with pytest.raises(LookupError, match=r"compose/\.env"):
