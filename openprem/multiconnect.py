@@ -29,7 +29,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,7 +306,7 @@ class Cluster:
             await self.set_shards(self.shards)
             for node in self.nodes:
                 self._app_proc(node).start()
-            await self.wait_ready()
+            await self._wait_ready((*INFRA, *self.node_names))  # during start, any node that exits is a failure
         except BaseException:
             await self.stop()
             raise
@@ -329,13 +329,18 @@ class Cluster:
             raise ClusterError(f"`python -m {node.module} {' '.join(args)}` exited with {code}\n{proc.tail()}")
 
     async def wait_ready(self, timeout_s: float | None = None) -> None:
-        """Every webapp answers ``/v1/health`` (200 or 401) and chatd its admin health."""
-        await self.wait_http("chatd", f"{self.admin_url}/admin/health", (200,), timeout_s)
-        for name, url in zip(self.names(Role.WEBAPP), self.web_urls, strict=True):
-            await self.wait_http(name, f"{url}/v1/health", HEALTH_OK, timeout_s)
+        """Every webapp answers ``/v1/health`` (200 or 401) and chatd its admin health (a webapp or chatd that
+        exits meanwhile fails it at once)."""
+        await self._wait_ready(("chatd", *self.names(Role.WEBAPP)), timeout_s)
 
-    def _check_alive(self, waiting_for: str) -> None:
-        for name in (*INFRA, *self.node_names):
+    async def _wait_ready(self, watch: Sequence[str], timeout_s: float | None = None) -> None:
+        await self.wait_http("chatd", f"{self.admin_url}/admin/health", (200,), timeout_s, watch=watch)
+        for name, url in zip(self.names(Role.WEBAPP), self.web_urls, strict=True):
+            await self.wait_http(name, f"{url}/v1/health", HEALTH_OK, timeout_s, watch=watch)
+
+    def _check_alive(self, waiting_for: str, watch: Sequence[str] | None) -> None:
+        """``ClusterError`` when a process of ``watch`` (default: the one waited for) has exited."""
+        for name in watch if watch is not None else (waiting_for,):
             proc = self.procs.get(name)
             if proc is not None and proc.popen is not None and not proc.alive():
                 raise ClusterError(
@@ -345,19 +350,27 @@ class Cluster:
     async def wait_port(self, name: str, port: int, timeout_s: float | None = None) -> None:
         deadline = time.monotonic() + (timeout_s or self.start_timeout_s)
         while not await asyncio.to_thread(_port_open, port):
-            self._check_alive(name)
+            self._check_alive(name, None)
             if time.monotonic() > deadline:
                 raise ClusterError(f"{name} did not listen on {port}\n{self.logs()}")
             await asyncio.sleep(0.1)
 
     async def wait_http(
-        self, name: str, url: str, ok: tuple[int, ...] = (200,), timeout_s: float | None = None
+        self,
+        name: str,
+        url: str,
+        ok: tuple[int, ...] = (200,),
+        timeout_s: float | None = None,
+        *,
+        watch: Sequence[str] | None = None,
     ) -> None:
+        """Until ``url`` answers one of ``ok``; ``ClusterError`` on timeout or when a process of ``watch`` (default
+        ``name``) exits."""
         deadline = time.monotonic() + (timeout_s or self.start_timeout_s)
         timeout = aiohttp.ClientTimeout(total=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
-                self._check_alive(name)
+                self._check_alive(name, watch)
                 try:
                     async with session.get(url, ssl=False) as resp:
                         if resp.status in ok:
@@ -431,6 +444,17 @@ class Cluster:
             session.get(url, headers=headers, ssl=False) as resp,
         ):
             return resp.status, await resp.json(content_type=None)
+
+    async def roles(self, webapp: str | None = None) -> dict[str, str]:
+        """Node id -> role (``primary_master``, ``secondary_master``, ``coreapp``) as ``/v1/health`` reports them
+        (empty when it does not answer 200 or lists no roles)."""
+        status, body = await self.health(webapp)
+        entries = body.get("health", {}) if status == 200 and isinstance(body, dict) else {}
+        if not isinstance(entries, dict):
+            return {}
+        return {
+            str(node): str(info["role"]) for node, info in entries.items() if isinstance(info, dict) and "role" in info
+        }
 
     def logs(self, lines: int = 60) -> str:
         """The tail of every process's log (one-shot commands included), for a failure message."""
