@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-SHARD_COUNTS = (1, 2, 4, 8, 16, 32)  # = openprem.multiconnect.SHARD_COUNTS (not imported: it imports aiohttp)
+from openprem.nodes import SHARD_COUNTS
+
 MULTICONNECT_ONLY = ("shards", "standbys", "masters", "webapps", "backend", "workdir", "db_prefix")
 
 

@@ -22,7 +22,6 @@ The database is the caller's (``db``); ``Cluster`` neither creates (the migratio
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import os
 import secrets
@@ -37,17 +36,17 @@ from typing import Any
 import aiohttp
 
 from openprem.broker import BrokerSetupError, mosquitto_binary, mosquitto_config, write_password_file
+from openprem.nodes import BUS_IDENTITIES, SHARD_COUNTS, Node, Role, db_env, plan_nodes
 from openprem.ports import port_or_free
 from openprem.procs import NodeProcess
 from shared.config import DbEngine, DbSettings
+
+__all__ = ["SHARD_COUNTS", "Cluster", "ClusterError", "Node", "Role", "db_env", "plan_nodes"]
 
 log = logging.getLogger("openprem.multiconnect")
 
 ROOT = Path(__file__).resolve().parents[1]
 ACL_FILE = ROOT / "conf" / "mosquitto.acl"
-SHARD_COUNTS = (1, 2, 4, 8, 16, 32)
-BUS_IDENTITIES = ("webapp", "coreapp")
-"""The broker identities of ``conf/mosquitto.acl``; masters connect as ``coreapp``."""
 INFRA = ("mosquitto", "chatd")
 HEALTH_OK = (200, 401)
 STOP_TIMEOUT_S = 15.0
@@ -55,50 +54,6 @@ STOP_TIMEOUT_S = 15.0
 
 class ClusterError(RuntimeError):
     """The deployment could not start (the message carries the log tails)."""
-
-
-class Role(enum.StrEnum):
-    MASTER = "master"
-    COREAPP = "coreapp"
-    WEBAPP = "webapp"
-
-
-@dataclass(frozen=True)
-class Node:
-    """One app process of the deployment."""
-
-    name: str
-    role: Role
-
-    @property
-    def module(self) -> str:
-        """What ``python -m`` runs: masters are coreapps with ``WA_MASTER_NODE=1``."""
-        return "webapp" if self.role is Role.WEBAPP else "coreapp"
-
-    @property
-    def bus_identity(self) -> str:
-        return "webapp" if self.role is Role.WEBAPP else "coreapp"
-
-
-def plan_nodes(masters: int, coreapps: int, webapps: int) -> list[Node]:
-    """``master-1..``, ``core-1..``, ``web-1..``: start order (masters first, webapps last)."""
-    return [
-        *(Node(f"master-{i}", Role.MASTER) for i in range(1, masters + 1)),
-        *(Node(f"core-{i}", Role.COREAPP) for i in range(1, coreapps + 1)),
-        *(Node(f"web-{i}", Role.WEBAPP) for i in range(1, webapps + 1)),
-    ]
-
-
-def db_env(db: DbSettings) -> dict[str, str]:
-    """The ``WA_DB_*`` variables that make a node's ``load_settings`` produce ``db``."""
-    return {
-        "WA_DB_ENGINE": db.engine.value,
-        "WA_DB_HOSTNAME": db.hostname,
-        "WA_DB_PORT": str(db.effective_port),
-        "WA_DB_USERNAME": db.username,
-        "WA_DB_PASSWORD": db.password,
-        "WA_DB_NAME_PREFIX": db.name_prefix,
-    }
 
 
 def _port_open(port: int) -> bool:
@@ -278,6 +233,8 @@ class Cluster:
             raise KeyError(f"no process {name!r}; started: {', '.join(self.procs) or 'none'}") from None
 
     async def _prepare_broker(self) -> None:
+        if not self.acl_file.is_file():
+            raise ClusterError(f"the broker's ACL {self.acl_file} is missing (run from a checkout, or set acl_file)")
         directory = self.workdir / "mosquitto"
         (directory / "data").mkdir(parents=True, exist_ok=True)
         password_file = directory / "auth" / "passwd"
@@ -382,8 +339,11 @@ class Cluster:
                 await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
-        """Webapps, coreapps, masters (each group at once), then chatd and the broker; SIGKILL after a timeout."""
+        """Webapps, coreapps, masters (each group at once), then chatd and the broker, and any one-shot command
+        still running; SIGKILL after a timeout."""
         groups = [self.names(Role.WEBAPP), self.names(Role.COREAPP), self.names(Role.MASTER), ["chatd"], ["mosquitto"]]
+        listed = {name for group in groups for name in group}
+        groups.append([name for name in self.procs if name not in listed])
         for group in groups:
             procs = [self.procs[name] for name in group if name in self.procs]
             await asyncio.gather(*(proc.terminate(STOP_TIMEOUT_S) for proc in procs))

@@ -16,7 +16,9 @@ import aiohttp
 import pytest
 
 from openprem.broker import mosquitto_binary
-from openprem.multiconnect import Cluster, Role
+from openprem.multiconnect import Cluster, ClusterError, Role
+from shared.config import DbEngine, DbSettings
+from tests.support.ports import free_port
 from tests.support.services import db_settings_for, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +28,7 @@ def _multiconnect_landed() -> bool:
     return "shards" in (ROOT / "coreapp" / "__main__.py").read_text(encoding="utf-8")
 
 
-pytestmark = pytest.mark.skipif(not _multiconnect_landed(), reason="python -m coreapp shards is not there yet")
+needs_multiconnect = pytest.mark.skipif(not _multiconnect_landed(), reason="python -m coreapp shards is not there yet")
 
 
 @pytest.fixture(params=["mariadb", "postgres"])
@@ -66,6 +68,7 @@ def _primary(roles: dict[str, str]) -> list[str]:
     return [node for node, role in roles.items() if role == "primary_master"]
 
 
+@needs_multiconnect
 async def test_cluster_roles_and_faults(cluster: Cluster) -> None:
     masters = cluster.names(Role.MASTER)
     # Every webapp answers (start waited for it); one primary master, the other secondary, both coreapps listed.
@@ -100,3 +103,20 @@ async def test_cluster_roles_and_faults(cluster: Cluster) -> None:
 
     await cluster.stop()
     assert not any(cluster.alive(name) for name in (*cluster.node_names, "chatd", "mosquitto"))
+
+
+async def test_a_failed_start_stops_what_started_and_says_why(tmp_path: Path) -> None:
+    """The broker (authenticated, the shipped ACL) and chatd come up; the migration cannot reach its database:
+    ``start`` raises with the command's log, and nothing is left running."""
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed")
+    closed = free_port()  # nothing listens there
+    db = DbSettings(engine=DbEngine.MYSQL, hostname="127.0.0.1", port=closed, username="root", name_prefix="nx_")
+    cluster = Cluster(tmp_path / "cluster", db, extra_env={"WA_DB_STARTUP_WAIT": "0"})
+    with pytest.raises(ClusterError, match=r"python -m coreapp migrate` exited with 1"):
+        await cluster.start()
+    assert set(cluster.procs) == {"mosquitto", "chatd", "migrate-coreapp"}
+    assert not any(proc.alive() for proc in cluster.procs.values())
+    assert "allow_anonymous false" in (cluster.workdir / "mosquitto" / "mosquitto.conf").read_text()
+    assert cluster.log_path("chatd").is_file() and cluster.log_path("migrate-coreapp").is_file()
+    assert "chatd" in cluster.logs() and "migrate-coreapp" in cluster.logs()
