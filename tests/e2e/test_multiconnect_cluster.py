@@ -56,7 +56,7 @@ async def _wait_roles(
     while time.monotonic() < deadline:
         try:
             roles = await cluster.roles()
-        except (aiohttp.ClientError, OSError, TimeoutError):
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
             roles = {}
         if predicate(roles):
             return roles
