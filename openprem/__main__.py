@@ -1,6 +1,8 @@
 """``openprem`` / ``python -m openprem``: the command line of the embedded install.
 
 openprem run [--no-sandbox] [--no-quickstart] [--env-file PATH]   everything in one process (make run)
+openprem run --multiconnect [--shards N] [--standbys M] [--masters K] [--webapps W] [--backend mariadb|postgres]
+                                                                   a multiconnect deployment, one process per node
 openprem migrate [--env-file PATH]                                 both apps' migrations, then exit
 openprem sandbox ARGS...                                           chatd's CLI (same as python -m chatd)
 openprem webhook-echo [--host H] [--port P]                        demo webhook receiver
@@ -12,8 +14,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from openprem.nodes import SHARD_COUNTS
+
+MULTICONNECT_ONLY = ("shards", "standbys", "masters", "webapps", "backend", "workdir", "db_prefix")
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not minimum <= value <= 64:
+            raise argparse.ArgumentTypeError(f"must be between {minimum} and 64")
+        return value
+
+    parse.__name__ = "count"  # what argparse names in "invalid count value"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="env file to read before the environment (default: conf/embedded.conf if it exists; "
         "conf/whatsapp.conf is for docker compose and is never read here)",
+    )
+
+    multi = run.add_argument_group(
+        "multiconnect", "one OS process per node, MariaDB or PostgreSQL, a private Mosquitto (README: Multiconnect)"
+    )
+    multi.add_argument(
+        "--multiconnect", action="store_true", help="run masters, coreapps and webapps as separate processes"
+    )
+    multi.add_argument("--shards", type=int, choices=SHARD_COUNTS, default=None, help="shard count (default 2)")
+    multi.add_argument("--standbys", type=_count(0), default=None, help="coreapps beyond the shards (default 1)")
+    multi.add_argument("--masters", type=_count(1), default=None, help="master nodes (default 2)")
+    multi.add_argument("--webapps", type=_count(1), default=None, help="webapps (default 2)")
+    multi.add_argument(
+        "--backend", choices=("mariadb", "postgres"), default=None, help="database server (default mariadb)"
+    )
+    multi.add_argument("--workdir", type=Path, default=None, help="state and logs (default var/multiconnect)")
+    multi.add_argument(
+        "--db-prefix", default=None, help="database name prefix (default openprem_mc_: database openprem_mc_openprem)"
     )
 
     migrate = sub.add_parser("migrate", help="run the webapp and coreapp migrations and exit")
@@ -65,13 +101,35 @@ def sandbox_main(argv: Sequence[str]) -> int:
     return int(result) if isinstance(result, int) else 0
 
 
+def multiconnect_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """``MulticonnectOptions`` from ``run --multiconnect ...`` (``parser.error`` on options that do not apply)."""
+    from openprem.multiconnect_run import MulticonnectOptions
+
+    if not args.sandbox or args.env_file is not None:
+        parser.error("--multiconnect starts its own chatd and reads no env file: drop --no-sandbox/--env-file")
+    given = {name: getattr(args, name) for name in MULTICONNECT_ONLY if getattr(args, name) is not None}
+    return MulticonnectOptions(quickstart=args.quickstart, **given)
+
+
+def run_multiconnect(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from openprem.multiconnect_run import run as run_cluster
+
+    return run_cluster(multiconnect_options(parser, args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] == "sandbox":
         return sandbox_main(args_list[1:])
 
-    args = build_parser().parse_args(args_list)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "run" and args.multiconnect:
+        return run_multiconnect(parser, args)
     if args.command == "run":
+        given = [f"--{name.replace('_', '-')}" for name in MULTICONNECT_ONLY if getattr(args, name) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} only with --multiconnect")
         from openprem.embedded import RunOptions, run
 
         return run(RunOptions(sandbox=args.sandbox, quickstart=args.quickstart), env_file=args.env_file)

@@ -409,3 +409,152 @@ def test_chatd_admin_api_stays_in_chatd(compose: tuple[str, dict[str, Any]]) -> 
     exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
     assert settings.sandbox.admin_port not in exposed
     assert "exec chatd python -m chatd" in COMPOSE_FILES[compose[0]].read_text(encoding="utf-8")
+
+
+# -- issue 11: the multiconnect deployment (compose/compose.multiconnect.yaml) -----------------------------------
+
+MULTICONNECT = COMPOSE_DIR / "compose.multiconnect.yaml"
+ONE_SHOTS = ("coreapp-migrate", "webapp-migrate", "shards")
+MASTERS = ("master-1", "master-2")
+COREAPPS = ("core-1", "core-2", "core-3")
+WEBAPPS = ("web-1", "web-2")
+CORE_NODES = (*MASTERS, *COREAPPS)
+NODES = (*CORE_NODES, *WEBAPPS)
+
+
+@pytest.fixture(scope="module")
+def multi() -> dict[str, Any]:
+    services = _load(MULTICONNECT)["services"]
+    assert isinstance(services, dict)
+    return services
+
+
+def _shard_count(services: dict[str, Any]) -> int:
+    command = services["shards"]["command"]
+    assert command[:4] == ["python", "-m", "coreapp", "shards"] and len(command) == 5
+    return int(command[4])
+
+
+def test_multiconnect_services(multi: dict[str, Any]) -> None:
+    from openprem.multiconnect import SHARD_COUNTS, Role, plan_nodes
+
+    assert set(multi) == {"mysql", "mosquitto", "chatd", *ONE_SHOTS, *NODES}
+    shards = _shard_count(multi)
+    assert shards == 2 and shards in SHARD_COUNTS
+    assert len(COREAPPS) == shards + 1, "shards + 1 coreapps: one may fail"
+    # The same names as the local Cluster (python -m openprem run --multiconnect), in the same roles.
+    plan = plan_nodes(len(MASTERS), len(COREAPPS), len(WEBAPPS))
+    assert [n.name for n in plan] == list(NODES)
+    assert {n.name for n in plan if n.role is Role.MASTER} == set(MASTERS)
+
+
+def test_multiconnect_shares_the_infrastructure_of_compose_yaml(multi: dict[str, Any]) -> None:
+    """The database, the broker and chatd are exactly those of compose.yaml (same images, secrets, volumes, checks)."""
+    base = _load(COMPOSE_FILES["mysql"])["services"]
+    for name in ("mysql", "mosquitto", "chatd"):
+        assert multi[name] == base[name], f"{name} differs from compose.yaml"
+
+
+def test_multiconnect_nodes_are_the_images_and_commands_of_compose_yaml(multi: dict[str, Any]) -> None:
+    base = _load(COMPOSE_FILES["mysql"])["services"]
+    for name, service in multi.items():
+        if name in ("mysql", "mosquitto", "chatd"):
+            continue
+        app = "webapp" if name in WEBAPPS or name == "webapp-migrate" else "coreapp"
+        assert service["image"] == base[app]["image"] == f"openprem-{app}", name
+        assert service["build"] == base[app]["build"], name
+        assert _env_files(service) == ["../conf/whatsapp.conf"], name
+        assert service["stop_grace_period"] == base[app]["stop_grace_period"]
+        if name in NODES:
+            assert service["command"] == _dockerfile_cmd(app) == base[app]["command"], name
+            assert service["healthcheck"] == base[app]["healthcheck"], name
+            assert service["restart"] == "unless-stopped"
+        else:
+            assert service["command"][:3] == ["python", "-m", app], name
+            assert service["restart"] == "no" and service["healthcheck"] == {"disable": True}, name
+    assert multi["coreapp-migrate"]["command"] == ["python", "-m", "coreapp", "migrate"]
+    assert multi["webapp-migrate"]["command"] == ["python", "-m", "webapp", "migrate"]
+
+
+def test_multiconnect_every_container_is_hardened(multi: dict[str, Any]) -> None:
+    for name, service in multi.items():
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert service.get("read_only") is True and "/tmp" in service.get("tmpfs", []), name
+        assert "privileged" not in service and "MKNOD" in service.get("cap_drop", []), name
+
+
+def test_multiconnect_node_environments(multi: dict[str, Any]) -> None:
+    """WA_APP_MULTICONNECT everywhere, WA_MASTER_NODE on masters only, a unique WA_NODE_ID (= host name), each app
+    as its own broker identity of conf/mosquitto.acl, the database as `openprem`; every variable is a real one."""
+    secrets = _secrets()
+    seen: set[str] = set()
+    for name in (*NODES, *ONE_SHOTS):
+        service = multi[name]
+        env = _environment(service, secrets)
+        assert set(env) <= set(ENV_VARS), f"{name}: unknown variables {set(env) - set(ENV_VARS)}"
+        settings = load_settings(env=_app_env(service, secrets))
+        assert settings.ha.multiconnect is True, name
+        assert settings.ha.master is (name in MASTERS), name
+        assert settings.ha.node_id == name == service["hostname"], name
+        assert name not in seen
+        seen.add(name)
+        identity = "webapp" if name in WEBAPPS or name == "webapp-migrate" else "coreapp"
+        password = secrets["WA_MQTT_WEBAPP_PASSWORD" if identity == "webapp" else "WA_MQTT_COREAPP_PASSWORD"]
+        assert (settings.bus.mqtt_username, settings.bus.mqtt_password) == (identity, password), name
+        assert identity in _acl()
+        assert (settings.db.username, settings.db.password) == ("openprem", secrets["WA_DB_PASSWORD"]), name
+        assert settings.db.engine is DbEngine.MYSQL and settings.db.hostname == "mysql"
+
+
+def test_multiconnect_start_order(multi: dict[str, Any]) -> None:
+    def deps(name: str) -> dict[str, str]:
+        found = multi[name].get("depends_on", {})
+        assert isinstance(found, dict), f"{name}: depends_on must use conditions"
+        return {dep: cond["condition"] for dep, cond in found.items()}
+
+    healthy, done = "service_healthy", "service_completed_successfully"
+    assert deps("coreapp-migrate") == deps("webapp-migrate") == {"mysql": healthy}
+    assert deps("shards") == {"mysql": healthy, "coreapp-migrate": done}, "the shard map after the schema"
+    for name in CORE_NODES:
+        assert deps(name) == {"mysql": healthy, "mosquitto": healthy, "chatd": healthy, "shards": done}, name
+    for name in WEBAPPS:
+        # Not on any one coreapp: a webapp keeps serving while nodes fail over.
+        assert deps(name) == {"mysql": healthy, "mosquitto": healthy, "webapp-migrate": done, "shards": done}, name
+
+
+def test_multiconnect_volumes_and_ports(multi: dict[str, Any]) -> None:
+    data = _load(MULTICONNECT)
+    conf = read_env_file(CONF)
+    mounts = {name: _mounts(service) for name, service in multi.items()}
+    declared = set(data["volumes"])
+    for name, found in mounts.items():
+        for source in found.values():
+            assert source.startswith((".", "/")) or source in declared, f"{name}: volume {source} not declared"
+    sandbox_dir, log_dir = conf["WA_SANDBOX_DATA_DIR"], conf["WA_LOG_DIR"]
+    for name in NODES:
+        assert mounts[name][conf["WA_MEDIA_DIR"]] == "whatsappMedia", f"{name}: the one media volume"
+        data_volume = "webappData" if name in WEBAPPS else "coreappData"
+        assert mounts[name][conf["WA_DATA_DIR"]] == data_volume, f"{name}: one key-store key / one JWT key"
+    for name in CORE_NODES:
+        assert mounts[name][sandbox_dir] == mounts["chatd"][sandbox_dir] == "chatdData"
+        assert f"chatdData:{sandbox_dir}:ro" in multi[name]["volumes"], name
+    logs = [mounts[name][log_dir] for name in (*NODES, "chatd")]
+    assert len(set(logs)) == len(logs), "one log volume per running process (rotation is per file name)"
+    for name in ONE_SHOTS:
+        assert log_dir in mounts[name], f"{name}: WA_LOG_TO_FILE needs a writable {log_dir}"
+    assert multi["web-1"]["ports"] == ["9090:443"] and multi["web-2"]["ports"] == ["9093:443"]
+    for name, service in multi.items():
+        if name not in WEBAPPS:
+            assert "ports" not in service and "expose" not in service, f"{name} should not publish ports"
+
+
+def test_multiconnect_secrets_come_only_from_compose_env(multi: dict[str, Any]) -> None:
+    raw = MULTICONNECT.read_text(encoding="utf-8")
+    assert all(m.group("op") == ":?" for m in _VAR.finditer(raw) if m.group(0) != "$$"), "every ${…} is required"
+    assert _required_vars(raw) == set(_secrets())
+    for service in multi.values():
+        for key, value in service.get("environment", {}).items():
+            if "PASSWORD" in key:
+                with pytest.raises(LookupError, match=r"compose/\.env"):
+                    _interpolate(str(value), {})
+    assert "exec chatd python -m chatd" in raw
