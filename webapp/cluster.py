@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,9 @@ from shared.shards import SHARD_COUNTS, shard_of
 log = logging.getLogger("openprem.webapp.cluster")
 
 MASTER_ROUTE = "master"
+SILENT_AFTER_S = 4.0
+"""A node publishes its state every second; one not heard from for this long is not routed to (a stopped
+process keeps its broker connection, and so its retained state, until the broker's keepalive runs out)."""
 PRIMARY = NodeRole.PRIMARY_MASTER.value
 
 
@@ -62,19 +67,29 @@ class NodeState:
 class ClusterView:
     """The nodes as their retained states describe them (``Bus.watch_nodes`` feeds ``update``)."""
 
-    def __init__(self) -> None:
-        self._nodes: dict[str, NodeState] = {}
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._all: dict[str, NodeState] = {}
+        self._seen: dict[str, float] = {}
+        self._clock = clock
         self._turn = itertools.count()
 
     def update(self, node: str, state: Payload | None) -> None:
         if state is None or "role" not in state:  # gone, or a webapp's own state
-            if self._nodes.pop(node, None) is not None:
+            if self._all.pop(node, None) is not None:
                 log.info("node %s is gone", node)
+            self._seen.pop(node, None)
             return
         parsed = NodeState.parse(node, state)
-        if self._nodes.get(node) != parsed:
+        if self._all.get(node) != parsed:
             log.info("node %s: %s%s", node, parsed.role, "" if parsed.shard is None else f" of shard {parsed.shard}")
-        self._nodes[node] = parsed
+        self._all[node] = parsed
+        self._seen[node] = self._clock()
+
+    @property
+    def _nodes(self) -> dict[str, NodeState]:
+        """The nodes heard from lately: the ones calls may go to."""
+        now = self._clock()
+        return {name: state for name, state in self._all.items() if now - self._seen[name] < SILENT_AFTER_S}
 
     # --- routing ----------------------------------------------------------------------------------------------
 
@@ -138,8 +153,21 @@ class ClusterView:
     # --- health -----------------------------------------------------------------------------------------------
 
     def health(self) -> dict[str, dict[str, str]]:
-        """``/v1/health`` in the HA / multiconnect shape: every node with its gateway status and role."""
-        return {
-            name: {"gateway_status": state.gateway_status, "role": state.role}
-            for name, state in sorted(self._nodes.items())
-        }
+        """``/v1/health`` in the HA / multiconnect shape: every node with its gateway status and role.
+
+        A node silent for ``SILENT_AFTER_S`` is listed ``disconnected``; of two that claim one role (a stopped
+        primary or owner and its successor, until the broker drops the first), only the newer epoch keeps it."""
+        live = self._nodes
+        primary = self._primary()
+        owners = self._owners(self.shards())
+        answer: dict[str, dict[str, str]] = {}
+        for name, state in sorted(self._all.items()):
+            role, gateway = state.role, state.gateway_status
+            if name not in live:
+                gateway = "disconnected"
+            if role == PRIMARY and (primary is None or primary.node != name):
+                role = NodeRole.SECONDARY_MASTER.value
+            if state.shard is not None and owners.get(state.shard, state).node != name:
+                gateway = "disconnected"
+            answer[name] = {"gateway_status": gateway, "role": role}
+        return answer

@@ -46,7 +46,8 @@ log = logging.getLogger("openprem.coreapp.ha")
 MASTER_LEASE = "master"
 MASTER_ROUTE = "master"
 STATE_EVERY_S = 1.0
-"""How often the node state is refreshed on the bus (only a change is published)."""
+"""How often the node state is published (also unchanged: webapps treat a node silent for a few seconds, e.g. a
+stopped process whose broker connection is still open, as gone)."""
 
 
 @dataclass(frozen=True)
@@ -279,10 +280,10 @@ class HaNode:
             if self.is_master:
                 with contextlib.suppress(DBAPIError):
                     self.shard_map = await self._maps.get()
-            await self._publish()
+            await self._publish(always=True)
 
-    async def _publish(self) -> None:
+    async def _publish(self, *, always: bool = False) -> None:
         state = self.state()
-        if state != self._published:
+        if always or state != self._published:
             self._published = state
             await self._bus.publish_state(state)

@@ -1,8 +1,6 @@
 """``openprem.multiconnect.Cluster`` live: a multiconnect deployment as OS processes (2 masters, 1 shard on
 2 coreapps, 2 webapps) on MariaDB and PostgreSQL, the private authenticated broker and chatd; then the faults the
 HA tests use (SIGSTOP of the primary master, SIGKILL and restart of a coreapp, restart of a webapp) and a clean stop.
-
-Needs ``python -m coreapp shards N`` and the roles in ``/v1/health`` (issue 11): skipped until coreapp has them.
 """
 
 from __future__ import annotations
@@ -18,23 +16,17 @@ import pytest
 from openprem.broker import mosquitto_binary
 from openprem.multiconnect import Cluster, ClusterError, Role
 from shared.config import DbEngine, DbSettings
+from tests.support.mosquitto import skip_or_fail
 from tests.support.ports import free_port
 from tests.support.services import db_settings_for, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _multiconnect_landed() -> bool:
-    return "shards" in (ROOT / "coreapp" / "__main__.py").read_text(encoding="utf-8")
-
-
-needs_multiconnect = pytest.mark.skipif(not _multiconnect_landed(), reason="python -m coreapp shards is not there yet")
-
-
 @pytest.fixture(params=["mariadb", "postgres"])
 async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster]:
     if mosquitto_binary() is None:
-        pytest.skip("mosquitto is not installed")
+        skip_or_fail("mosquitto is not installed")
     db = db_settings_for(request.param, tmp_path)
     found = Cluster(tmp_path / "cluster", db, masters=2, shards=1, standbys=1, webapps=2)
     try:
@@ -68,7 +60,6 @@ def _primary(roles: dict[str, str]) -> list[str]:
     return [node for node, role in roles.items() if role == "primary_master"]
 
 
-@needs_multiconnect
 async def test_cluster_roles_and_faults(cluster: Cluster) -> None:
     masters = cluster.names(Role.MASTER)
     # Every webapp answers (start waited for it); one primary master, the other secondary, both coreapps listed.
@@ -109,7 +100,7 @@ async def test_a_failed_start_stops_what_started_and_says_why(tmp_path: Path) ->
     """The broker (authenticated, the shipped ACL) and chatd come up; the migration cannot reach its database:
     ``start`` raises with the command's log, and nothing is left running."""
     if mosquitto_binary() is None:
-        pytest.skip("mosquitto is not installed")
+        skip_or_fail("mosquitto is not installed")
     closed = free_port()  # nothing listens there
     db = DbSettings(engine=DbEngine.MYSQL, hostname="127.0.0.1", port=closed, username="root", name_prefix="nx_")
     cluster = Cluster(tmp_path / "cluster", db, extra_env={"WA_DB_STARTUP_WAIT": "0"})
