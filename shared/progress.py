@@ -11,7 +11,7 @@ CI) it writes nothing at all: logs and ``| tail -1`` stay as they were.  The cal
 
 ``async with progress.ticking(render):`` refreshes the line from ``render()`` every ``period_s`` while the block
 runs (one named task, cancelled when the block ends; ``render`` runs on the loop, so it may read the caller's
-counters), then ends the line with a last ``render()``.
+counters), then ends the line with a last ``render()`` (or removes it: ``keep=False``).
 """
 
 from __future__ import annotations
@@ -89,8 +89,11 @@ class Progress:
             self._shown = 0
 
     @contextlib.asynccontextmanager
-    async def ticking(self, render: Callable[[], str], period_s: float = 0.5) -> AsyncIterator[Progress]:
-        """Refresh from ``render()`` every ``period_s`` while the block runs, then ``done(render())``."""
+    async def ticking(
+        self, render: Callable[[], str], period_s: float = 0.5, *, keep: bool = True
+    ) -> AsyncIterator[Progress]:
+        """Refresh from ``render()`` every ``period_s`` while the block runs, then ``done(render())`` (``keep``) or
+        remove the line (the caller prints its own result)."""
         if not self.enabled:
             yield self
             return
@@ -100,7 +103,10 @@ class Progress:
         finally:
             task.cancel()
             await asyncio.wait([task])  # the task's own CancelledError stays in it; ours still propagates
-            self.done(render())
+            if keep:
+                self.done(render())
+            else:
+                self.clear()
 
     async def _tick(self, render: Callable[[], str], period_s: float) -> None:
         while True:
