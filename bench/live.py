@@ -57,6 +57,7 @@ async def live_progress(
     try:
         async with progress.ticking(live.render):
             yield live
+            live.delivered = await _delivered(dep) - start  # the last line is exact, not a second old
     finally:
         poller.cancel()
         await asyncio.wait([poller])
