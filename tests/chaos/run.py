@@ -313,7 +313,8 @@ class Run:
 
     def progress_line(self) -> str:
         """``sent 4,200/10,000  delivered 4,100  read 4,000  …``: accepted sends, and the ids with such webhooks."""
-        delivered, read = len(self.receiver.status_ids("delivered")), len(self.receiver.status_ids("read"))
+        delivered = len(self.receiver.status_ids("delivered") - self.warm_ids)  # the warm-up's are not the load's
+        read = len(self.receiver.status_ids("read") - self.warm_ids)
         return (
             f"sent {count(self.accepted)}/{count(self.cfg.messages)}  delivered {count(delivered)}  "
             f"read {count(read)}  inbound {count(len(self.receiver.inbound))}  faults {len(self.events)}"
