@@ -32,6 +32,7 @@ BUSINESS_CC, BUSINESS_NUMBER = "1", "2025550100"
 BUSINESS_WA_ID = BUSINESS_CC + BUSINESS_NUMBER
 PHONE = "12025550123"
 NEW_PASSWORD = "C0nsole!pass"
+VIEWER_PASSWORD = "V1ewer!pass"
 EVENT_ID_HEADER = "X-OpenPrem-Event-Id"
 
 
@@ -227,6 +228,10 @@ async def _run(dep: Deployment, browser: Browser, api: Api, receiver: FlakyRecei
     expected = [m for m in problems if "/v1/users/login" in m and "status of 401" in m]  # the forced change
     assert len(expected) == 1 and problems == expected, problems
 
+    # A user without ROLE_ADMIN (made now: the admin's logout below revokes the API client's token too).
+    status, body = await api.call("POST", "/v1/users", {"username": "viewer", "password": VIEWER_PASSWORD})
+    assert status in (200, 201), body
+
     # Logging out drops the token: the page is back at the login form and the token no longer works.
     await browser.click("#logout")
     await browser.wait_visible("#login-form", 15, "the login form after logout")
@@ -235,3 +240,17 @@ async def _run(dep: Deployment, browser: Browser, api: Api, receiver: FlakyRecei
     check.token = token
     status, body = await check.call("GET", "/v1/stats/app")
     assert status == 401, body
+
+    # The viewer sees what its token may read: health, stats and the flow; the admin sections say so.
+    await browser.type("#login-user", "viewer")
+    await browser.type("#login-password", VIEWER_PASSWORD)
+    await browser.click("#login-submit")
+    await browser.wait_visible("#dashboard", 15, "the viewer's dashboard")
+    assert await browser.text("#whoami") == "viewer"
+    await browser.wait_text("#health-table", lambda t: "connected" in t, 20, "health for the viewer")
+    await browser.wait_text("#totals-table", lambda t: "outbound read 1" in t, 20, "the totals for the viewer")
+    await browser.wait_text("#dead-table", lambda t: "needs ROLE_ADMIN" in t, 20, "dead letters refused")
+    await browser.wait_text("#account-list", lambda t: "needs ROLE_ADMIN" in t, 20, "support refused")
+    assert await browser.visible("#replay-all") and not await browser.run(
+        lambda: browser.driver.find_element("css selector", "#replay-all").is_enabled()
+    )

@@ -161,6 +161,8 @@
       pendingNewPassword = false;
       $("login-form").reset();
       $("new-password-fields").hidden = true;
+      $("login-new-password").required = false; // hidden and required would block the next login's submit
+      $("login-new-password2").required = false;
       showDashboard();
     } catch (error) {
       if (error instanceof ApiError && error.code === 1024) {
