@@ -3,7 +3,7 @@
 On a terminal (the stream's ``isatty()``) ``update`` rewrites one line in place with ``\\r`` and clears what a
 longer line left behind, at most every ``min_interval_s``; ``done`` ends the line.  Anywhere else (a pipe, a file,
 CI) it writes nothing at all: logs and ``| tail -1`` stay as they were.  The caller formats the figures
-(``count``, ``of`` help); the elapsed seconds are added at the end:
+(``count`` helps); the elapsed seconds are added at the end:
 
     progress = Progress("bench")
     progress.update(f"sent {count(4200)}/{count(10000)}  delivered {count(4100)}")   # bench: sent 4,200/10,000 … 37 s

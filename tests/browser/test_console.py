@@ -200,7 +200,7 @@ async def _run(dep: Deployment, browser: Browser, api: Api, receiver: FlakyRecei
     target = os.environ.get("WA_CONSOLE_SCREENSHOT")
     if target:
         height = await browser.script("return document.documentElement.scrollHeight")
-        await browser.run(browser.driver.set_window_size, 1280, min(int(height) + 40, 4000))
+        await browser.run(browser.driver.set_window_size, 1280, min(int(height) + 40, 1800))
         await browser.screenshot(Path(target))
 
     # The receiver is well again; Replay on the first row queues that one event again, with the same id.
