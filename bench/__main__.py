@@ -27,6 +27,7 @@ from bench import load, report
 from bench.dbstats import mariadb_counters, per_message
 from bench.deploy import BACKENDS, BenchDeployment, BenchError, phone_ids
 from bench.floorrun import run_floor
+from bench.live import live_progress
 from bench.pipeline import PipelineSampler
 from bench.profile import Profiler
 from bench.stats import api_summary, cpu_per_1k, delivery_summary, growth, summary, summary_line
@@ -138,9 +139,12 @@ async def measure(args: argparse.Namespace, workdir: Path, result: dict[str, Any
         print(f"bench: registered, {len(phones)} phones ready {result['setup_s']}", flush=True)
         index = 0
         if args.warmup:
-            samples = await load.closed(dep.web_url, dep.token, phones, len(phones), args.concurrency)
-            index = len(samples)
-            result["warmup"] = await phase(dep, samples, args)
+            async with live_progress(dep, tasks, len(phones), "bench warm-up") as live:
+                samples = await load.closed(
+                    dep.web_url, dep.token, phones, len(phones), args.concurrency, on_sample=live.on_sample
+                )
+                index = len(samples)
+                result["warmup"] = await phase(dep, samples, args)
             print(f"bench: warm-up {_brief(result['warmup'])}", flush=True)
             async with aiohttp.ClientSession() as session:
                 await dep.reset_receiver(session)
@@ -157,14 +161,22 @@ async def measure(args: argparse.Namespace, workdir: Path, result: dict[str, Any
             stop = asyncio.Event()
             rss_task = tasks.spawn("rss-sampler", sample_rss(dep, args.sample_every, rss, stop))
             print(f"bench: soak, {args.rate}/s for {args.duration:.0f} s", flush=True)
-            paced = await load.paced(
-                dep.web_url, dep.token, phones, args.rate, args.duration, args.concurrency, first_index=index
-            )
-            if sampler is not None:
-                sampler.poke("send_end")
-            async with aiohttp.ClientSession() as session:
-                delivered_now = int((await dep.progress(session))["statuses"].get("delivered", 0))
-            soak = await phase(dep, paced.samples, args)
+            async with live_progress(dep, tasks, int(args.rate * args.duration)) as live:
+                paced = await load.paced(
+                    dep.web_url,
+                    dep.token,
+                    phones,
+                    args.rate,
+                    args.duration,
+                    args.concurrency,
+                    first_index=index,
+                    on_sample=live.on_sample,
+                )
+                if sampler is not None:
+                    sampler.poke("send_end")
+                async with aiohttp.ClientSession() as session:
+                    delivered_now = int((await dep.progress(session))["statuses"].get("delivered", 0))
+                soak = await phase(dep, paced.samples, args)
             stop.set()
             await rss_task
             soak.update(
@@ -178,12 +190,19 @@ async def measure(args: argparse.Namespace, workdir: Path, result: dict[str, Any
             messages = len(paced.samples)
         else:
             print(f"bench: sending {args.messages} messages, concurrency {args.concurrency}", flush=True)
-            samples = await load.closed(
-                dep.web_url, dep.token, phones, args.messages, args.concurrency, first_index=index
-            )
-            if sampler is not None:
-                sampler.poke("send_end")
-            result["ours"] = await phase(dep, samples, args)
+            async with live_progress(dep, tasks, args.messages) as live:
+                samples = await load.closed(
+                    dep.web_url,
+                    dep.token,
+                    phones,
+                    args.messages,
+                    args.concurrency,
+                    first_index=index,
+                    on_sample=live.on_sample,
+                )
+                if sampler is not None:
+                    sampler.poke("send_end")
+                result["ours"] = await phase(dep, samples, args)
             messages = len(samples)
         cpu = dep.watch.cpu_delta(before, dep.watch.cpu())
         if counters:

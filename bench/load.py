@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -61,8 +62,18 @@ async def send_one(session: aiohttp.ClientSession, url: str, token: str, index: 
     return Sample(index, to, started, ended, status, message_id, error)
 
 
+OnSample = Callable[[Sample], None]
+"""Called after each answer (the progress line, ``bench.live``); it must not block."""
+
+
 async def closed(
-    base_url: str, token: str, recipients: list[str], count: int, concurrency: int, first_index: int = 0
+    base_url: str,
+    token: str,
+    recipients: list[str],
+    count: int,
+    concurrency: int,
+    first_index: int = 0,
+    on_sample: OnSample | None = None,
 ) -> list[Sample]:
     """``count`` sends, round-robin over ``recipients``, ``concurrency`` at a time."""
     url = base_url + "/v1/messages"
@@ -75,7 +86,10 @@ async def closed(
             i = next_index
             next_index += 1
             n = first_index + i
-            samples.append(await send_one(session, url, token, n, recipients[n % len(recipients)]))
+            sample = await send_one(session, url, token, n, recipients[n % len(recipients)])
+            samples.append(sample)
+            if on_sample is not None:
+                on_sample(sample)
 
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector(concurrency), timeout=timeout) as session:
@@ -97,6 +111,7 @@ async def paced(
     duration_s: float,
     concurrency: int,
     first_index: int = 0,
+    on_sample: OnSample | None = None,
 ) -> PacedResult:
     """Send at ``rate`` per second for ``duration_s`` (open loop, at most ``concurrency`` in flight)."""
     url = base_url + "/v1/messages"
@@ -118,7 +133,10 @@ async def paced(
             else:
                 max_lag = max(max_lag, -delay)
             n = first_index + i
-            samples.append(await send_one(session, url, token, n, recipients[n % len(recipients)]))
+            sample = await send_one(session, url, token, n, recipients[n % len(recipients)])
+            samples.append(sample)
+            if on_sample is not None:
+                on_sample(sample)
 
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector(concurrency), timeout=timeout) as session:

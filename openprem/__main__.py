@@ -8,6 +8,7 @@ openprem sandbox ARGS...                                           chatd's CLI (
 openprem webhook-echo [--host H] [--port P]                        demo webhook receiver
 openprem quickstart                                                print the quick start again
 openprem healthcheck webapp|coreapp|chatd                          container HEALTHCHECK
+openprem backup FILE | restore FILE [--url U] [--user U]          the API's backup/restore, with progress
 """
 
 from __future__ import annotations
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = sub.add_parser("healthcheck", help="container health check (exit 0 when healthy)")
     health.add_argument("target", choices=("webapp", "coreapp", "chatd"))
+
+    from openprem.backup import add_arguments
+
+    backup = sub.add_parser("backup", help="POST /v1/settings/backup and write the blob (progress on a terminal)")
+    add_arguments(backup, restore=False)
+    restore = sub.add_parser("restore", help="POST /v1/settings/restore with a backup file (progress on a terminal)")
+    add_arguments(restore, restore=True)
     return parser
 
 
@@ -150,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from openprem.healthcheck import main as health_main
 
         return health_main(args.target)
+    if args.command in ("backup", "restore"):
+        from openprem.backup import main as backup_main
+
+        return backup_main(args.command, args)
     raise AssertionError(args.command)  # argparse rejects unknown commands first
 
 

@@ -23,6 +23,7 @@ from shared.idempotency import TTL
 from shared.media_files import MediaFiles
 from shared.netguard import AddressPolicy
 from shared.tasks import TaskSupervisor
+from webapp import console
 from webapp.access_log import AccessLogger
 from webapp.auth import API_KEY_ROUTES, Authenticator, load_jwt_key
 from webapp.certs import SERVER_TLS_KEY, ServerTls
@@ -88,6 +89,7 @@ def build_app(settings: Settings, bus: Bus, auth: Authenticator, metrics: WebMet
     app[DISK_KEY] = disk
     for table in ROUTES:
         app.add_routes(table)
+    app.add_routes(console.routes)  # the page and its assets, outside /v1 (``webapp.console``)
     serve_trailing_slashes(app)
     return app
 

@@ -44,6 +44,7 @@ import aiohttp
 from aiohttp import web
 
 from shared.config import DbEngine, DbSettings
+from shared.progress import Progress, count
 from tests.chaos.mariadb import PrivateMariaDB
 from tests.e2e.harness import Deployment, free_port
 from tests.support.mosquitto import PrivateMosquitto
@@ -181,6 +182,7 @@ class Run:
         self.t0 = 0.0
         self.timings: dict[str, float] = {}
         self.warm_ids: set[str] = set()
+        self.progress = Progress("chaos")  # a line on a terminal only (shared.progress)
 
     # --- deployment ---------------------------------------------------------------------------------------
 
@@ -309,6 +311,15 @@ class Run:
 
     # --- the load -----------------------------------------------------------------------------------------
 
+    def progress_line(self) -> str:
+        """``sent 4,200/10,000  delivered 4,100  read 4,000  …``: accepted sends, and the ids with such webhooks."""
+        delivered = len(self.receiver.status_ids("delivered") - self.warm_ids)  # the warm-up's are not the load's
+        read = len(self.receiver.status_ids("read") - self.warm_ids)
+        return (
+            f"sent {count(self.accepted)}/{count(self.cfg.messages)}  delivered {count(delivered)}  "
+            f"read {count(read)}  inbound {count(len(self.receiver.inbound))}  faults {len(self.events)}"
+        )
+
     async def send_all(self) -> None:
         assert self.dep is not None
         url = self.dep.web_url + "/v1/messages"
@@ -432,6 +443,7 @@ class Run:
                 recovered = await self.wait_connected(s, self.cfg.recover_timeout_s)
                 event.recovered_s = None if recovered is None else round(recovered, 2)
                 self.events.append(event)
+                self.progress.clear()
                 print(
                     f"chaos: {event.at_s:7.1f}s {kind:13} accepted={event.accepted_at_trigger:6} "
                     f"recovered={event.recovered_s} {event.note}",
@@ -800,9 +812,11 @@ async def run_chaos(cfg: ChaosConfig, workdir: Path) -> dict[str, Any]:
             f"{cfg.messages} messages, {cfg.inbound_count} inbound",
             flush=True,
         )
-        await run.load_phase()
+        async with run.progress.ticking(run.progress_line):
+            await run.load_phase()
         print(f"chaos: sent in {run.timings['send_s']:.1f}s; draining", flush=True)
-        await run.drain()
+        async with run.progress.ticking(run.progress_line):
+            await run.drain()
         inboxes = await run.inboxes()
         rows = await asyncio.to_thread(run.stored_rows)
         result = verify(run, inboxes, rows)
