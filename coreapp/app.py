@@ -63,7 +63,7 @@ from coreapp.storage.keys import KeyStore
 from coreapp.storage.leases import LeaseStore
 from coreapp.storage.maintenance import MaintenanceStore
 from coreapp.storage.messages import MessageStore
-from coreapp.storage.settings import SettingsStore
+from coreapp.storage.settings import APPLICATION, SettingsStore
 from coreapp.storage.shard_map import ShardMapStore
 from coreapp.storage.templates import TemplateStore
 from coreapp.storage.webhooks import WebhookKind, WebhookStore
@@ -87,6 +87,8 @@ VERSION_TABLE = "alembic_version_coreapp"
 STOP_TIMEOUT_S = 10.0
 MULTICONNECT_OUTBOX_POLL_S = 0.2
 REGISTRATION_POLL_S = 1.0
+SETTINGS_REFRESH_S = 1.0
+"""Multiconnect: every node re-reads the application settings the primary master writes within this long."""
 
 
 async def run_migrations(settings: Settings) -> None:
@@ -109,7 +111,7 @@ class Stores:
     backup: BackupStore
 
     @classmethod
-    def build(cls, db: Database, keys: KeyStore) -> Stores:
+    def build(cls, db: Database, keys: KeyStore, *, multiconnect: bool = False) -> Stores:
         """``keys`` comes from ``KeyStore.open`` (it needs the key-store key and seals older rows first)."""
         accounts = AccountStore(db)
         return cls(
@@ -118,7 +120,7 @@ class Stores:
             messages=MessageStore(db),
             idempotency=IdempotencyStore(db),
             templates=TemplateStore(db),
-            settings=SettingsStore(db),
+            settings=SettingsStore(db, cache_ttl_s=SETTINGS_REFRESH_S if multiconnect else None),
             webhooks=WebhookStore(db),
             contacts=ContactStore(db),
             maintenance=MaintenanceStore(db),
@@ -206,7 +208,8 @@ class CoreApp:
         multiconnect = settings.ha.multiconnect
         await run_migrations(settings)
         db = await Database.connect(settings.db)
-        stores = Stores.build(db, await KeyStore.open(db, settings.keystore, settings.paths.data_dir))
+        keys_store = await KeyStore.open(db, settings.keystore, settings.paths.data_dir)
+        stores = Stores.build(db, keys_store, multiconnect=multiconnect)
         targets = AddressPolicy.from_settings(settings.fetch)
         max_bytes = settings.web.max_upload_bytes
         fetcher = LinkFetcher(targets, stores.settings, max_bytes, connect_timeout_s=settings.chat.connect_timeout_s)
@@ -239,7 +242,8 @@ class CoreApp:
         resharder: Resharder | None = None
         if multiconnect:
             leases, maps = LeaseStore(db), ShardMapStore(db)
-            node = HaNode(settings.ha, db, leases, maps, self._bus, supervisor, self._hooks())
+            overrides = functools.partial(stores.settings.get, APPLICATION, fenced=False)
+            node = HaNode(settings.ha, db, leases, maps, self._bus, supervisor, self._hooks(), overrides)
             # Long enough for every owner to notice (a second) and, if one cannot release, for its lease to expire.
             resharder = Resharder(maps, leases, give_up_s=2 * settings.ha.lease_ttl_s + 5.0)
             gc_scheduler.gate = lambda: node is not None and node.primary

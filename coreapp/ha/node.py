@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -62,6 +63,30 @@ class NodeHooks:
     gateway_status: Callable[[], str]
 
 
+def lease_timing(settings: HaSettings, overrides: Mapping[str, Any] | None) -> LeaseTiming:
+    """The lease timing: ``WA_HA_*``, unless an admin set the On-Prem ``heartbeat_interval`` (renew every) or
+    ``unhealthy_interval`` (the lease: a holder not heard from that long is replaced) in the application settings.
+    A pair that leaves no room for a renewal inside the lease keeps the environment's timing (logged)."""
+    ttl, renew, margin = settings.lease_ttl_s, settings.renew_every_s, settings.margin_s
+    stored = overrides or {}
+    heartbeat, unhealthy = stored.get("heartbeat_interval"), stored.get("unhealthy_interval")
+    if isinstance(unhealthy, int | float) and not isinstance(unhealthy, bool):
+        ttl = float(unhealthy)
+    if isinstance(heartbeat, int | float) and not isinstance(heartbeat, bool):
+        renew = float(heartbeat)
+    margin = min(margin, ttl / 4)
+    try:
+        return LeaseTiming(ttl_s=ttl, renew_every_s=renew, margin_s=margin, acquire_every_s=min(1.0, renew))
+    except ValueError:
+        log.warning("heartbeat_interval %s / unhealthy_interval %s leave no room: using WA_HA_*", heartbeat, unhealthy)
+        return LeaseTiming(
+            ttl_s=settings.lease_ttl_s,
+            renew_every_s=settings.renew_every_s,
+            margin_s=settings.margin_s,
+            acquire_every_s=min(1.0, settings.renew_every_s),
+        )
+
+
 async def _refuse(_conn: AsyncConnection) -> None:
     raise StaleEpoch("this node holds no role: nothing may be written")
 
@@ -76,7 +101,11 @@ class HaNode:
         bus: Bus,
         supervisor: TaskSupervisor,
         hooks: NodeHooks,
+        overrides: Callable[[], Awaitable[Mapping[str, Any] | None]] | None = None,
     ) -> None:
+        """``overrides``: the stored application settings (``heartbeat_interval``, ``unhealthy_interval``), read
+        before every take, so a change applies from the next take of a lease."""
+        self._overrides = overrides
         self._settings = settings
         self._db = db
         self._leases = leases
@@ -85,12 +114,7 @@ class HaNode:
         self._supervisor = supervisor
         self._hooks = hooks
         self.node_id = settings.node_id
-        self.timing = LeaseTiming(
-            ttl_s=settings.lease_ttl_s,
-            renew_every_s=settings.renew_every_s,
-            margin_s=settings.margin_s,
-            acquire_every_s=min(1.0, settings.renew_every_s),
-        )
+        self.timing = lease_timing(settings, None)
         self.is_master = settings.master
         self.role = NodeRole.SECONDARY_MASTER if settings.master else NodeRole.COREAPP
         self.slot: ShardSlot | None = None
@@ -163,17 +187,30 @@ class HaNode:
     # --- master -----------------------------------------------------------------------------------------------
 
     async def _master_loop(self) -> None:
-        keeper = LeaseKeeper(
-            self._leases,
-            MASTER_LEASE,
-            self.node_id,
-            self.timing,
-            on_acquired=self._became_primary,
-            on_lost=self._lost_primary,
-            supervisor=self._supervisor,
-        )
-        self._keeper = keeper
-        await keeper.run()
+        while True:
+            await self._refresh_timing()
+            keeper = LeaseKeeper(
+                self._leases,
+                MASTER_LEASE,
+                self.node_id,
+                self.timing,
+                on_acquired=self._became_primary,
+                on_lost=self._lost_primary,
+                supervisor=self._supervisor,
+            )
+            self._keeper = keeper
+            held = await keeper.try_take()
+            if held is not None:
+                await keeper.hold(held)
+            await asyncio.sleep(self.timing.acquire_every_s)
+
+    async def _refresh_timing(self) -> None:
+        if self._overrides is None:
+            return
+        try:
+            self.timing = lease_timing(self._settings, await self._overrides())
+        except DBAPIError as exc:
+            log.warning("application settings not readable (%s): keeping the lease timing", type(exc).__name__)
 
     async def _became_primary(self, held: Held) -> None:
         self._db.fence = lambda conn: LeaseStore.fence_txn(conn, held)
@@ -208,6 +245,7 @@ class HaNode:
                 await asyncio.sleep(self.timing.acquire_every_s)
                 continue
             self.shard_map = current
+            await self._refresh_timing()
             if not current.changing:
                 for shard in range(current.shards):
                     if await self._serve_if_free(ShardSlot(shard, current.shards)):

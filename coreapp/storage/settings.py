@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -48,8 +49,12 @@ class SettingsStore:
     seen until restart; only coreapp writes application settings (webapp goes through the bus).
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, cache_ttl_s: float | None = None) -> None:
+        """``cache_ttl_s``: multiconnect, where the primary master writes and every node reads: a node sees a
+        change within this long (the "configuration broadcast"); ``None``: one process writes, cache for good."""
         self._db = db
+        self._cache_ttl_s = cache_ttl_s
+        self._cached_at = 0.0
         self._cache: ApplicationSettings | None = None
         self._lock = asyncio.Lock()  # serialises read-modify-write of the application row in this process
         self._listeners: list[SettingsListener] = []
@@ -65,9 +70,10 @@ class SettingsStore:
 
     # --- generic named JSON values -------------------------------------------------------------------------
 
-    async def get(self, name: str) -> Any | None:
-        """The JSON value stored under ``name``, or ``None`` when absent."""
-        return await self._db.run("settings.get", lambda conn: self._get_txn(conn, name))
+    async def get(self, name: str, *, fenced: bool = True) -> Any | None:
+        """The JSON value stored under ``name``, or ``None`` when absent (``fenced=False``: also for a node that
+        holds no role, e.g. to read the lease timing)."""
+        return await self._db.run("settings.get", lambda conn: self._get_txn(conn, name), fenced=fenced)
 
     async def put(self, name: str, value: Any) -> None:
         """Store ``value`` (JSON-serialisable) under ``name``, replacing any previous value."""
@@ -96,12 +102,13 @@ class SettingsStore:
     async def get_application(self) -> ApplicationSettings:
         """The effective settings: stored overrides merged over the defaults (cached)."""
         cached = self._cache
-        if cached is not None:
+        fresh = self._cache_ttl_s is None or time.monotonic() - self._cached_at < self._cache_ttl_s
+        if cached is not None and fresh:
             return cached
         generation = self._generation
         value = _effective(await self.get(APPLICATION))
         if generation == self._generation:
-            self._cache = value
+            self._cache, self._cached_at = value, time.monotonic()
         return value
 
     async def patch_application(self, partial: dict[str, Any]) -> ApplicationSettings:
@@ -123,7 +130,7 @@ class SettingsStore:
             self._invalidate()
             new = await self._db.run("settings.patch_application", fn)
             self._invalidate()  # again: a read that began during the write must not cache what it saw
-            self._cache = new
+            self._cache, self._cached_at = new, time.monotonic()
         self._notify(new)
         return new
 
@@ -146,7 +153,7 @@ class SettingsStore:
         async with self._lock:
             self._invalidate()
             new = _effective(await self.get(APPLICATION))
-            self._cache = new
+            self._cache, self._cached_at = new, time.monotonic()
         self._notify(new)
         return new
 
