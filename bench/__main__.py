@@ -41,6 +41,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--backend", choices=BACKENDS, default="mariadb")
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=0,
+        choices=(0, 1, 2, 4, 8),
+        help="multiconnect: one master and this many coreapps, each owning a shard (default 0: one coreapp)",
+    )
     p.add_argument("--messages", type=int, default=5000, help="messages in the measured phase (default 5000)")
     p.add_argument("--concurrency", type=int, default=64, help="concurrent API clients (default 64)")
     p.add_argument("--phones", type=int, default=1000, help="simulated phones, sent to round-robin (default 1000)")
@@ -129,7 +136,7 @@ async def sample_rss(dep: BenchDeployment, every: float, out: list[dict[str, flo
 
 async def measure(args: argparse.Namespace, workdir: Path, result: dict[str, Any]) -> None:
     """Everything on the deployment: setup, warm-up, the measured phase or the soak."""
-    dep = BenchDeployment(args.backend, workdir, args.log_level)
+    dep = BenchDeployment(args.backend, workdir, args.log_level, shards=args.shards)
     phones = phone_ids(args.phones)
     tasks = TaskSupervisor("bench")  # the samplers: a crash is logged, and an early exit cancels them
     try:

@@ -9,6 +9,7 @@ each message costs one ``delivered`` status and no ``read``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import socket
 import sys
@@ -21,6 +22,7 @@ import aiohttp
 from bench.procstat import Watch, fixed, pidof, pids_by_comm
 from shared.config import DbSettings
 from tests.e2e.harness import Deployment, Proc
+from tests.ha.harness import Multiconnect
 from tests.support.mosquitto import PrivateMosquitto
 from tests.support.ports import free_port
 from tests.support.services import db_settings_for, drop_database, mariadb_server, postgres_server
@@ -75,9 +77,13 @@ async def wait_http(url: str, what: str, proc: Proc, timeout_s: float = 60.0, ok
 class BenchDeployment:
     """Start, prepare (login, register, webhook, phones), observe and stop one OpenPrem install."""
 
-    def __init__(self, backend: str, workdir: Path, log_level: str) -> None:
+    def __init__(self, backend: str, workdir: Path, log_level: str, *, shards: int = 0) -> None:
+        """``shards``: multiconnect with one master and that many coreapps, one per shard (0: one coreapp)."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}")
+        if shards and backend == "embedded":
+            raise ValueError("multiconnect needs MariaDB or PostgreSQL")
+        self.shards = shards
         self.backend = backend
         self.workdir = workdir
         self.log_level = log_level
@@ -137,7 +143,13 @@ class BenchDeployment:
             "WA_LOG_LEVEL": self.log_level,
         }
         users = self.broker.users if self.broker is not None else {}
-        self.dep = Deployment(self.workdir / "deploy", self.db, mqtt_port, extra, mqtt_users=users)
+        if self.shards:
+            extra["WA_KEYSTORE_KEY"] = base64.b64encode(os.urandom(32)).decode()
+            self.dep = Multiconnect(
+                self.workdir / "deploy", self.db, mqtt_port, extra, mqtt_users=users, masters=1, coreapps=self.shards
+            )
+        else:
+            self.dep = Deployment(self.workdir / "deploy", self.db, mqtt_port, extra, mqtt_users=users)
         try:
             await self.dep.start()
         except AssertionError as exc:
@@ -214,10 +226,14 @@ class BenchDeployment:
             _expect(status == 200, "code", status, body)
             status, body = await self._call(session, "POST", "/v1/account/verify", {"code": body["code"]})
             _expect(status in (200, 201), "verify", status, body)
+            if self.shards > 1:
+                shards = {"cc": BUSINESS_CC, "phone_number": BUSINESS_NUMBER, "shards": self.shards}
+                status, body = await self._call(session, "POST", "/v1/account/shards", shards)
+                _expect(status == 201, "shards", status, body)
             deadline = time.monotonic() + 60
             while True:
                 _, body = await self._call(session, "GET", "/v1/health")
-                if body.get("health", {}).get("gateway_status") == "connected":
+                if self._connected(body.get("health", {})):
                     break
                 if time.monotonic() > deadline:
                     raise BenchError(f"gateway not connected after 60s: {body}")
@@ -240,6 +256,12 @@ class BenchDeployment:
             await asyncio.gather(*(create(p) for p in phones))
             timings["phones_s"] = time.monotonic() - t0
         return timings
+
+    def _connected(self, health: dict[str, Any]) -> bool:
+        if not self.shards:
+            return bool(health.get("gateway_status") == "connected")
+        owners = [n for n in health.values() if n.get("role") == "coreapp" and n.get("gateway_status") == "connected"]
+        return len(owners) == self.shards
 
     async def progress(self, session: aiohttp.ClientSession) -> dict[str, Any]:
         async with session.get(self.receiver_url + "/progress") as resp:

@@ -19,6 +19,10 @@ A call that failed (503, connection reset, timeout) is retried until it gets an 
 ``Idempotency-Key`` each time: an attempt stored although its answer was lost is answered again on the retry, so no
 body reaches a phone twice or is stored twice ("retry duplicates" are a violation; before the key they were 5 in
 10,000, see tests/chaos/results/example.md).
+With ``--ha`` (``make chaos CHAOS_ARGS=--ha``) the deployment is multiconnect (``tests/ha/harness.Multiconnect``: two
+masters, ``--shards`` shards on shards + 1 coreapps, all on the same MariaDB and broker): a kill hits a shard's
+current owner (a standby takes over, the victim restarts as a standby), ``--master-kills`` (1) SIGKILL the primary
+master, and "connected" means every shard has a connected owner; the invariants are the same.
 Writes ``tests/chaos/results/<timestamp>.{json,md}``.  Exit 0: all invariants hold; 1: a violation; 2: set-up.
 """
 
@@ -26,9 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
+import os
+import random
 import re
 import shutil
 import sys
@@ -47,6 +54,7 @@ from shared.config import DbEngine, DbSettings
 from shared.progress import Progress, count
 from tests.chaos.mariadb import PrivateMariaDB
 from tests.e2e.harness import Deployment, free_port
+from tests.ha.harness import Multiconnect
 from tests.support.mosquitto import PrivateMosquitto
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,6 +85,9 @@ class ChaosConfig:
     stall_timeout_s: float = 120.0  # stop draining when nothing arrived for this long
     log_level: str = "INFO"
     warmup: bool = True  # one message to each phone (read) before the load: opens every Signal session first
+    ha: bool = False  # multiconnect: 2 masters, `shards` shards on shards + 1 coreapps; kills hit shard owners
+    shards: int = 2
+    master_kills: int = 0  # HA only: SIGKILL of the primary master (restarted as a secondary)
 
     @property
     def inbound_count(self) -> int:
@@ -206,9 +217,21 @@ class Run:
         except RuntimeError as exc:
             raise SetupError(str(exc)) from None
         extra = {"WA_LOG_LEVEL": self.cfg.log_level, "WA_SANDBOX_RECEIPT_DELAY": "0.05", "WA_SANDBOX_READ_DELAY": "0.1"}
-        self.dep = Deployment(
-            self.workdir / "deploy", self.db_settings, self.broker.port, extra, mqtt_users=self.broker.users
-        )
+        if self.cfg.ha:
+            extra["WA_KEYSTORE_KEY"] = base64.b64encode(os.urandom(32)).decode()
+            self.dep = Multiconnect(
+                self.workdir / "deploy",
+                self.db_settings,
+                self.broker.port,
+                extra,
+                mqtt_users=self.broker.users,
+                masters=2,
+                coreapps=self.cfg.shards + 1,
+            )
+        else:
+            self.dep = Deployment(
+                self.workdir / "deploy", self.db_settings, self.broker.port, extra, mqtt_users=self.broker.users
+            )
         try:
             await self.dep.start()
         except AssertionError as exc:
@@ -259,6 +282,10 @@ class Run:
             _expect(status == 200, "code", status, body)
             status, body = await self._api(s, "POST", "/v1/account/verify", {"code": body["code"]})
             _expect(status in (200, 201), "verify", status, body)
+            if self.cfg.ha and self.cfg.shards != 1:
+                shards = {"cc": BUSINESS_CC, "phone_number": BUSINESS_NUMBER, "shards": self.cfg.shards}
+                status, body = await self._api(s, "POST", "/v1/account/shards", shards)
+                _expect(status == 201, "shards", status, body)
             if await self.wait_connected(s, 60) is None:
                 raise SetupError("the gateway did not connect within 60 s after registration")
             patch = {"webhooks": {"url": self.receiver.url}, "sent_status": True}
@@ -282,10 +309,41 @@ class Run:
         while time.monotonic() - started < timeout_s:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError, ValueError):
                 _, body = await self._api(session, "GET", "/v1/health")
-                if body.get("health", {}).get("gateway_status") == "connected":
+                if self._connected(body.get("health", {})):
                     return time.monotonic() - started
             await asyncio.sleep(0.2)
         return None
+
+    def _connected(self, health: dict[str, Any]) -> bool:
+        """Single coreapp: its gateway; HA: every shard has a connected owner."""
+        if not self.cfg.ha:
+            return bool(health.get("gateway_status") == "connected")
+        return len(self._owners(health)) == self.cfg.shards
+
+    @staticmethod
+    def _owners(health: dict[str, Any]) -> list[str]:
+        return [
+            name
+            for name, node in health.items()
+            if isinstance(node, dict) and node.get("role") == "coreapp" and node.get("gateway_status") == "connected"
+        ]
+
+    async def _kill_role(self, s: aiohttp.ClientSession, kind: str) -> str:
+        """HA: SIGKILL a shard's owner or the primary master, then start it again (it comes back as a standby)."""
+        assert isinstance(self.dep, Multiconnect)
+        _, body = await self._api(s, "GET", "/v1/health")
+        health = body.get("health", {})
+        if kind == "master_kill":
+            victims = [n for n, node in health.items() if node.get("role") == "primary_master"]
+        else:
+            victims = self._owners(health)
+        if not victims:
+            return f"{kind}: no victim found in {health}"
+        victim = random.choice(victims)
+        self.dep.proc(victim).kill()
+        await asyncio.sleep(0.5)
+        self.dep.proc(victim).start()
+        return f"SIGKILL {victim} ({'primary master' if kind == 'master_kill' else 'shard owner'}), restarted"
 
     async def warm_up(self) -> None:
         """One message to every phone, waited for until read, before any inbound or chaos.
@@ -407,6 +465,8 @@ class Run:
             if kills:
                 mixed.append(kills.pop())
         extras = ["mqtt_restart"] * self.cfg.mqtt_restarts + ["db_restart"] * self.cfg.db_restarts
+        if self.cfg.ha:
+            extras += ["master_kill"] * self.cfg.master_kills
         for j, extra in enumerate(extras):  # at roughly 1/3, 2/3, ... of the schedule
             mixed.insert(min(len(mixed), (j + 1) * len(mixed) // (len(extras) + 1) + j), extra)
         return mixed
@@ -421,7 +481,9 @@ class Run:
                 while self.accepted < threshold and not self._sending_done:
                     await asyncio.sleep(0.05)
                 event = ChaosEvent(kind, "", time.monotonic() - self.t0, self.accepted)
-                if kind == "core_kill":
+                if self.cfg.ha and kind in ("core_kill", "master_kill"):
+                    event.detail = await self._kill_role(s, kind)
+                elif kind == "core_kill":
                     self.dep.core_proc.kill()
                     event.detail = "SIGKILL coreapp, restarted at once"
                     await asyncio.sleep(0.5)
@@ -869,6 +931,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[ChaosConfig, argparse.Nam
         action="store_false",
         help="skip the first message to every phone (reproduces the crossed-session bug)",
     )
+    p.add_argument(
+        "--ha",
+        action="store_true",
+        help="multiconnect: 2 masters, --shards shards on shards + 1 coreapps; kills hit owners",
+    )
+    p.add_argument("--shards", type=int, default=d.shards, choices=(1, 2, 4))
+    p.add_argument("--master-kills", type=int, default=None, help="HA: SIGKILLs of the primary master (default 1)")
     p.add_argument("--results-dir", type=Path, default=RESULTS)
     p.add_argument("--keep-workdir", action="store_true", help="keep logs and state even when the run passed")
     a = p.parse_args(argv)
@@ -885,6 +954,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[ChaosConfig, argparse.Nam
         stall_timeout_s=a.stall_timeout,
         log_level=a.log_level,
         warmup=a.warmup,
+        ha=a.ha,
+        shards=a.shards,
+        master_kills=(1 if a.ha else 0) if a.master_kills is None else a.master_kills,
     )
     return cfg, a
 
