@@ -72,6 +72,8 @@ BACKOFF_MAX_S = 5.0
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _GONE = orjson.dumps({"state": "gone"})
 _SEEN_MAX = 10_000
+ROUTES_CLAIMED_BY_LEASE = ("master", *(f"shard/{n}" for n in range(32)))
+"""Every route a multiconnect node may serve under a lease (``shared.shards.SHARD_SPACE`` shards at most)."""
 
 
 class BusUnavailableError(ConnectionError):
@@ -392,6 +394,12 @@ class MqttBus(Bus):
         filters = [self.reply_topic] if self._replies else []
         if self._handler is not None and self._default_route:
             filters.append(self._request_filter)
+        if self._handler is not None and not self._default_route:
+            # The persistent session may still hold routes of an earlier incarnation (a SIGKILLed owner that
+            # restarts as a standby) or ones we could not unsubscribe from while disconnected: drop them first,
+            # or this node would receive, and refuse, requests that belong to another.
+            stale = [t for t in (self.route_topic(r) for r in ROUTES_CLAIMED_BY_LEASE) if t not in self._routes]
+            await client.unsubscribe(stale, timeout=5.0)
         filters.extend(self._routes)
         if self._node_watcher is not None:
             filters.append(self._node_filter)

@@ -7,10 +7,19 @@ import asyncio
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from tests.e2e.harness import PYTHON, Api, Deployment, Proc, wait_until
+import aiohttp
+
+from tests.e2e.harness import PYTHON, Api, Deployment, Proc, WebhookReceiver, wait_until
+
+BUSINESS_CC, BUSINESS_NUMBER = "1", "2025550100"
+BUSINESS_WA_ID = BUSINESS_CC + BUSINESS_NUMBER
+PASSWORD = "S3cure!pass"
+PHONES = [f"1202555{n:04d}" for n in range(200, 260)]
+"""Phones on every shard of up to four."""
 
 
 @dataclass
@@ -93,3 +102,66 @@ async def wait_for_roles(api: Api, predicate: Any, what: str, timeout_s: float =
         return bool(predicate(await health(api)))
 
     await wait_until(check, timeout_s, what)
+
+
+async def setup_number(cluster: Multiconnect, api: Api, receiver: WebhookReceiver, shards: int) -> None:
+    """Password change, phones, registration through the primary master, webhooks, then the shard count."""
+    basic = ("admin", "secret")
+    status, body = await api.call("POST", "/v1/users/login", {"new_password": PASSWORD}, basic=basic)
+    assert status == 200, body
+    api.token = body["users"][0]["token"]
+    for phone in PHONES:
+        status, _ = await api.admin("POST", f"{cluster.admin_url}/admin/phones", {"wa_id": phone, "name": phone})
+        assert status in (200, 201)
+    await wait_for_roles(
+        api, lambda nodes: any(n["role"] == "primary_master" for n in nodes.values()), "a primary master"
+    )
+    status, body = await api.admin(
+        "POST",
+        f"{cluster.admin_url}/admin/certificates",
+        {"cc": BUSINESS_CC, "phone_number": BUSINESS_NUMBER, "vname": "OpenPrem HA"},
+    )
+    assert status in (200, 201), body
+    register = {"cc": BUSINESS_CC, "phone_number": BUSINESS_NUMBER, "method": "sms", "cert": body["cert"]}
+    status, body = await api.call("POST", "/v1/account", register)
+    assert status == 202, body
+    status, body = await api.admin("GET", f"{cluster.admin_url}/admin/codes/{BUSINESS_WA_ID}")
+    status, body = await api.call("POST", "/v1/account/verify", {"code": body["code"]})
+    assert status in (200, 201), body
+    status, body = await api.call("PATCH", "/v1/settings/application", {"webhooks": {"url": receiver.url}})
+    assert status == 200, body
+    if shards != 1:
+        status, body = await api.call(
+            "POST", "/v1/account/shards", {"cc": BUSINESS_CC, "phone_number": BUSINESS_NUMBER, "shards": shards}
+        )
+        assert status == 201, body
+    await wait_for_roles(api, lambda nodes: connected_owners(nodes) == shards, f"{shards} connected shard owners")
+
+
+def connected_owners(nodes: dict[str, dict[str, str]]) -> int:
+    return sum(1 for n in nodes.values() if n["role"] == "coreapp" and n["gateway_status"] == "connected")
+
+
+async def send_retrying(api: Api, to: str, text: str, key: str, timeout_s: float = 60) -> str:
+    """A client the On-Prem way: 1017/1018/1011 (503) mean retry; an ``Idempotency-Key`` makes it one message."""
+    deadline = time.monotonic() + timeout_s
+    body = {"to": to, "type": "text", "text": {"body": text}}
+    while True:
+        headers = {"Authorization": f"Bearer {api.token}", "Idempotency-Key": key}
+        try:
+            async with api.session.post(f"{api.base}/v1/messages", json=body, headers=headers, ssl=False) as resp:
+                answer = await resp.json(content_type=None)
+                if resp.status in (200, 201):
+                    return str(answer["messages"][0]["id"])
+                codes = {e.get("code") for e in answer.get("errors", [])}
+                assert resp.status == 503 and codes & {1011, 1017, 1018}, answer
+        except aiohttp.ClientError:
+            pass
+        assert time.monotonic() < deadline, f"no send accepted for {to} within {timeout_s}s"
+        await asyncio.sleep(0.2)
+
+
+async def inbox_ids(api: Api, cluster: Multiconnect, phone: str) -> list[str]:
+    status, body = await api.admin("GET", f"{cluster.admin_url}/admin/phones/{phone}/inbox")
+    assert status == 200, body
+    return [m["id"] for m in body["messages"]]
