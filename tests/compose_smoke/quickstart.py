@@ -74,6 +74,10 @@ def _messages(post: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in post.get("messages", []) if isinstance(m, dict)]
 
 
+def _has_status(message_id: str, status: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda post: any(s.get("id") == message_id and s.get("status") == status for s in _statuses(post))
+
+
 async def run_quickstart(
     api: str, sandbox: Sequence[str], sandbox_env: Mapping[str, str], receiver: WebhookReceiver
 ) -> dict[str, float]:
@@ -159,16 +163,12 @@ async def run_quickstart(
 
         # (e) a text to the demo phone; delivered and read reach the webhook.
         t = time.monotonic()
-        body = {"to": PHONE, "type": "text", "text": {"body": TEXT_OUT}}
-        status, doc = await call("POST", "/messages", token, body)
+        status, doc = await call("POST", "/messages", token, {"to": PHONE, "type": "text", "text": {"body": TEXT_OUT}})
         if status not in (200, 201) or not doc.get("messages"):
             raise SmokeError(f"(e) send: HTTP {status} {doc}")
         message_id = doc["messages"][0]["id"]
         for wanted in ("delivered", "read"):
-            await receiver.wait_for(
-                f"status {wanted} of {message_id}",
-                lambda p, w=wanted: any(s.get("id") == message_id and s.get("status") == w for s in _statuses(p)),
-            )
+            await receiver.wait_for(f"status {wanted} of {message_id}", _has_status(message_id, wanted))
         step("(e) send + delivered/read webhooks", t)
 
         # (f) the phone received and decrypted it.

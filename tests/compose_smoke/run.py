@@ -177,6 +177,8 @@ def smoke_variant(docker: Docker, variant: str, keep: bool) -> Result:
         env = {**docker.env, "COMPOSE_STATUS_STDOUT": "1"}
         try:
             run([*compose, "config", "--quiet"], env=env, timeout=60)
+            # What an interrupted earlier run left (its volumes hold another admin password) goes first.
+            run([*compose, "down", "--volumes", "--remove-orphans", "--timeout", "10"], env=env, timeout=300)
             log(f"{variant}: up --build --wait ({VARIANTS[variant].relative_to(ROOT)}; API on 127.0.0.1:{ports.web})")
             t = time.monotonic()
             up = subprocess.run(
