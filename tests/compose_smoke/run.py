@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -168,8 +169,8 @@ def smoke_variant(docker: Docker, variant: str, keep: bool) -> Result:
     started = time.monotonic()
     project = f"openprem-smoke-{variant}"
     ports = Ports.pick()
-    with tempfile.TemporaryDirectory(prefix=f"compose-smoke-{variant}-") as tmp:
-        workdir = Path(tmp)
+    workdir = Path(tempfile.mkdtemp(prefix=f"compose-smoke-{variant}-"))
+    try:
         override = write_override(variant, ports, workdir)
         env_file = write_env_file(workdir)
         compose = [*docker.compose, "--project-name", project, "--env-file", str(env_file),
@@ -202,19 +203,23 @@ def smoke_variant(docker: Docker, variant: str, keep: bool) -> Result:
 
             asyncio.run(quickstart())
             result.quickstart_s = time.monotonic() - t
-        except (SmokeError, subprocess.TimeoutExpired, OSError) as exc:
-            result.error = str(exc)
+        except Exception as exc:  # any failure of this variant: reported, its logs shown, the stack taken down
+            result.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, SmokeError) else str(exc)
             log(f"{variant}: FAILED: {exc}")
             subprocess.run([*compose, "ps", "--all"], env=env, check=False, timeout=60)
             subprocess.run([*compose, "logs", "--no-color", "--tail", "60"], env=env, check=False, timeout=120)
         finally:
             if keep:
-                log(f"{variant}: --keep: left running; stop with: {' '.join(compose)} down --volumes")
+                log(f"{variant}: --keep: left running; stop with: DOCKER_HOST={env.get('DOCKER_HOST', '')} "
+                    f"{' '.join(compose)} down --volumes")
             else:
                 t = time.monotonic()
                 run([*compose, "down", "--volumes", "--remove-orphans", "--timeout", "30"], env=env, check=False,
                     timeout=300)
                 result.down_s = time.monotonic() - t
+    finally:
+        if not keep:  # --keep keeps the override and the env file too: `down` needs them
+            shutil.rmtree(workdir, ignore_errors=True)
     result.total_s = time.monotonic() - started
     return result
 
