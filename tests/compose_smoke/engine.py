@@ -119,6 +119,7 @@ def ensure_engine(state_dir: Path) -> dict[str, str]:
     engine_dir.mkdir(parents=True, exist_ok=True)
     exec_root = Path("/run/openprem-docker")
     exec_root.mkdir(parents=True, exist_ok=True)
+    _drop_stale_pidfile(exec_root / "dockerd.pid")
     logfile = (state_dir / "dockerd.log").open("ab")
     log(f"starting dockerd ({OWN_SOCKET}, data root {engine_dir}, log {state_dir / 'dockerd.log'})")
     subprocess.Popen(  # our own engine, left running for the next run's cache
@@ -144,6 +145,18 @@ def ensure_engine(state_dir: Path) -> dict[str, str]:
             raise SmokeError(f"dockerd did not answer on {OWN_SOCKET} within 90 s (see {state_dir / 'dockerd.log'})")
         time.sleep(1)
     return env
+
+
+def _drop_stale_pidfile(pidfile: Path) -> None:
+    """dockerd refuses to start while its pid file names a live process, which after a reboot or a kill can be any
+    process that got the same pid."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (OSError, ValueError):
+        comm = ""
+    if comm != "dockerd":
+        pidfile.unlink(missing_ok=True)
 
 
 def _compose_v2(argv: Sequence[str], env: Mapping[str, str]) -> bool:
