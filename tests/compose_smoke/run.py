@@ -244,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     variants = list(VARIANTS) if args.variant == "all" else [args.variant]
     results = [smoke_variant(docker, v, args.keep) for v in variants]
+    # The engine's disk stays bounded across runs: the images earlier builds left untagged, and build cache unused
+    # for a week (what a run needs again is younger).
+    docker.docker("image", "prune", "--force", check=False, timeout=300)
+    docker.docker("builder", "prune", "--force", "--filter", "until=168h", check=False, timeout=300)
     total = time.monotonic() - started
     log(f"base images {base_s:.0f} s" + (f" (stand-ins: {', '.join(standins)})" if standins else ""))
     for r in results:
