@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 TYPED_PACKAGES := shared webapp coreapp chatd openprem bench
 
-.PHONY: help run test lint typecheck pytest migrate bench chaos clean clean-data venv
+.PHONY: help run test lint typecheck pytest migrate bench chaos compose-smoke clean clean-data venv
 
 help:  ## list the targets
 	@echo "make run         run webapp + coreapp + chatd in one process (https://localhost:9090)"
@@ -24,6 +24,7 @@ help:  ## list the targets
 	@echo "make migrate     run the webapp and coreapp migrations on the embedded database"
 	@echo "make bench       load benchmark: throughput, latency, CPU, memory vs a floor (BENCH_ARGS=...)"
 	@echo "make chaos       10,000 messages under coreapp kills, drops, broker and database restarts (CHAOS_ARGS=...)"
+	@echo "make compose-smoke  build the images, up both compose files, README quick start, down (needs docker)"
 	@echo "make clean       remove .venv and caches (keeps var/)"
 	@echo "make clean-data  remove var/ (the embedded database, media, logs and the sandbox state)"
 
@@ -68,6 +69,11 @@ bench: $(STAMP)
 CHAOS_ARGS ?=
 chaos: $(STAMP)
 	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
+
+# The compose smoke test (README "Docker compose"): images built, both compose files up, quick start (a)-(g), down.
+COMPOSE_SMOKE_ARGS ?=
+compose-smoke: $(STAMP)
+	$(PY) -m tests.compose_smoke.run $(COMPOSE_SMOKE_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

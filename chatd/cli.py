@@ -9,12 +9,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9091"
+_WILDCARDS = ("", "0.0.0.0", "::", "[::]")  # listen addresses that mean "every address": reached on loopback
+
+
+def default_admin_url(env: Mapping[str, str] | None = None, env_file: Path | None = None) -> str:
+    """The admin API that chatd itself listens on: ``WA_SANDBOX_ADMIN_HOSTNAME``/``_PORT`` as chatd reads them.
+
+    The environment wins over the env file (``WA_CONFIG_FILE``, else ``conf/whatsapp.conf`` in the working
+    directory), as for ``python -m chatd`` serving; a wildcard listen address is reached on loopback.  Without
+    either variable it is ``DEFAULT_ADMIN_URL``.
+    """
+    from shared.config import ConfigError, default_env_file, read_env_file  # here: `--admin-url` needs none of it
+
+    source = os.environ if env is None else env
+    values: dict[str, str] = {}
+    path = default_env_file() if env is None and env_file is None else env_file
+    if path is not None and path.exists():
+        try:
+            values.update(read_env_file(path))
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
+    values.update({k: v for k, v in source.items() if k.startswith("WA_SANDBOX_ADMIN_")})
+    host = values.get("WA_SANDBOX_ADMIN_HOSTNAME", "").strip()
+    port = values.get("WA_SANDBOX_ADMIN_PORT", "").strip()
+    if host in _WILDCARDS:
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port or 9091}"
 
 
 class CliError(Exception):
@@ -74,7 +105,12 @@ def _pairs(items: list[str]) -> dict[str, Any]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m chatd", description="chatd sandbox: serve, or drive it")
-    p.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
+    p.add_argument(
+        "--admin-url",
+        default=None,
+        help="chatd's admin API (default: http://WA_SANDBOX_ADMIN_HOSTNAME:WA_SANDBOX_ADMIN_PORT, else "
+        f"{DEFAULT_ADMIN_URL})",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run chatd (the default without a command)")
     sub.add_parser("health")
@@ -139,13 +175,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    url = args.admin_url
     cmd = args.command
     if cmd == "serve":
         from chatd.__main__ import serve  # here, not at the top: the admin commands need none of chatd
 
         return asyncio.run(serve())
     try:
+        url = args.admin_url or default_admin_url()
         if cmd == "cert":
             body = {"cc": args.cc, "phone_number": args.phone_number, "vname": args.vname}
             print(_call(url, "POST", "/admin/certificates", body)["cert"])

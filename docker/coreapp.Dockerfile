@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # OpenPrem coreapp image.  Build context: the repository root (compose/compose.yaml does this):
 #   docker build -f docker/coreapp.Dockerfile -t openprem-coreapp .
 # Debian slim (glibc), not Alpine: xeddsa and other crypto wheels have no musl builds.

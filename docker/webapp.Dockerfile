@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # OpenPrem webapp image.  Build context: the repository root (compose/compose.yaml does this):
 #   docker build -f docker/webapp.Dockerfile -t openprem-webapp .
 # Debian slim (glibc), not Alpine: xeddsa and other crypto wheels have no musl builds.

@@ -200,10 +200,14 @@ def _short(exc: DBAPIError) -> str:
 
 
 def server_url(settings: DbSettings, database: str | None = None) -> URL:
-    """``settings.url()`` plus driver options (utf8mb4 for MySQL, so 4-byte characters and emoji survive)."""
+    """``settings.url()`` plus driver options: utf8mb4 for MySQL, so 4-byte characters and emoji survive; UTF-8 as
+    PostgreSQL's client encoding, whatever the server's or the database's (psycopg follows the server's by
+    default, and on a SQL_ASCII database it returns text as bytes, which broke coreapp's start)."""
     url = make_url(settings.url(database))
     if settings.engine is DbEngine.MYSQL:
         url = url.update_query_dict({"charset": "utf8mb4"})
+    elif settings.engine is DbEngine.PGSQL:
+        url = url.update_query_dict({"client_encoding": "utf8"})
     return url
 
 
