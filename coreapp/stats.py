@@ -20,6 +20,7 @@ from coreapp.models import MessageStatus
 from coreapp.webhooks.dispatcher import DispatcherStats
 from shared.bus.contract.health import GatewayStatus, NodeRole
 from shared.db.engine import Database
+from shared.shards import ShardSlot
 
 DB_LABEL = "coreapp"
 """``db`` label of ``db_request_duration_us`` (the original named its stores, e.g. ``messageStore``)."""
@@ -47,6 +48,9 @@ class HaCounts(Protocol):
 
     @property
     def epoch(self) -> int | None: ...
+
+    @property
+    def slot(self) -> ShardSlot | None: ...
 
 
 class _Generation(Protocol):
@@ -233,7 +237,12 @@ def app_families(
         given.add_metric([], sources.ha.lost)
         epoch = GaugeMetricFamily("ha_lease_epoch", "Epoch of the lease held now (0: none)")
         epoch.add_metric([], sources.ha.epoch or 0)
-        families += [taken, given, epoch]
+        shard = GaugeMetricFamily(
+            "ha_shard", "The shard this node owns (-1: none), of the count in the label", labels=["shards"]
+        )
+        slot = sources.ha.slot
+        shard.add_metric([str(slot.shards if slot else 0)], slot.shard if slot else -1)
+        families += [taken, given, epoch, shard]
 
     if sources.disk is not None:
         disk = sources.disk.states

@@ -84,6 +84,7 @@ class WebhookReceiver:
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # time.monotonic() of each event, in order
         self.port = free_port()
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
@@ -105,12 +106,20 @@ class WebhookReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.events.append(await request.json())
+        self.arrived.append(time.monotonic())
         self._changed.set()
         return web.Response(status=200)
 
     def statuses(self, status: str | None = None) -> list[dict[str, Any]]:
         found = [s for e in self.events for s in e.get("statuses", [])]
         return [s for s in found if status is None or s["status"] == status]
+
+    def first_seen(self, message_id: str, status: str) -> float:
+        """When the first ``status`` webhook of ``message_id`` arrived (``time.monotonic()``; inf: never)."""
+        for event, at in zip(self.events, self.arrived, strict=True):
+            if any(s["id"] == message_id and s["status"] == status for s in event.get("statuses", [])):
+                return at
+        return float("inf")
 
     def messages(self) -> list[dict[str, Any]]:
         return [m for e in self.events for m in e.get("messages", [])]
