@@ -788,7 +788,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Chaos run {r['started']} — {'PASS' if r['result']['ok'] else 'FAIL'}",
         "",
         f"{r['config']['messages']} messages to {r['config']['phones']} phones ({r['config']['concurrency']} clients), "
-        f"{r['config']['inbound_count']} inbound; MariaDB (private) + Mosquitto (private); commit `{r['commit']}`.",
+        f"{r['config']['inbound_count']} inbound; MariaDB (private) + Mosquitto (private)"
+        + (
+            f"; multiconnect: 2 masters, {r['config']['shards']} shards on {r['config']['shards'] + 1} coreapps"
+            if r["config"].get("ha")
+            else ""
+        )
+        + f"; commit `{r['commit']}`.",
         "",
     ]
     if r["result"]["violations"]:
