@@ -52,8 +52,24 @@ def promtool_binary() -> str | None:
     return shutil.which("promtool") or shutil.which("promtool", path="/usr/bin:/usr/sbin")
 
 
-def render_config(dest: Path, *, web_address: str, api_key: str, interval_s: int) -> Path:
-    """The shipped configuration for a webapp at ``web_address`` (host:port), written under ``dest``."""
+TARGETS_MULTICONNECT_DIR = PROMETHEUS_DIR / "targets-multiconnect"
+MULTICONNECT_OVERLAY = MONITORING_DIR / "compose.monitoring.multiconnect.yaml"
+
+
+def render_config(
+    dest: Path,
+    *,
+    web_address: str,
+    api_key: str,
+    interval_s: int,
+    targets_dir: Path = TARGETS_DIR,
+    compose_webapps: tuple[str, ...] = (COMPOSE_WEBAPP,),
+) -> Path:
+    """The shipped configuration for a webapp at ``web_address`` (host:port), written under ``dest``.
+
+    ``targets_dir``/``compose_webapps``: the multiconnect targets (``targets-multiconnect/``), whose groups name
+    compose's web-1 and web-2; the first is replaced by ``web_address``, groups of the others are left out (one
+    webapp serves every node's stats in a test)."""
     config = load_yaml(PROMETHEUS_CONFIG)
     interval = f"{interval_s}s"
     config["global"].update(scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval)
@@ -69,11 +85,12 @@ def render_config(dest: Path, *, web_address: str, api_key: str, interval_s: int
         assert auth["credentials_file"] == COMPOSE_KEY_FILE, job["job_name"]
         auth["credentials_file"] = str(key_file)
     (dest / "targets").mkdir(exist_ok=True)
-    for source in sorted(TARGETS_DIR.glob("*.yml")):
-        groups = load_yaml(source)
-        for group in groups:
-            assert group["targets"] == [COMPOSE_WEBAPP], source.name
-            group["targets"] = [web_address]
+    for source in sorted(targets_dir.glob("*.yml")):
+        groups = []
+        for group in load_yaml(source):
+            assert len(group["targets"]) == 1 and group["targets"][0] in compose_webapps, source.name
+            if group["targets"] == [compose_webapps[0]]:
+                groups.append({**group, "targets": [web_address]})
         (dest / "targets" / source.name).write_text(yaml.safe_dump(groups), encoding="utf-8")
     path = dest / "prometheus.yml"  # relative paths (targets/*.yml) resolve against this file's directory
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
