@@ -208,7 +208,8 @@ class WebhookStore:
         async def fn(conn: AsyncConnection) -> int:
             return int(await conn.scalar(select(func.count()).select_from(webhook_outbox)) or 0)
 
-        return await self._db.run("webhooks.count", fn)
+        # Unfenced: a count of the shared outbox for any node's stats (multiconnect: standbys report it too).
+        return await self._db.run("webhooks.count", fn, fenced=False)
 
     async def oldest_pending(self, skip: Collection[int] = ()) -> datetime | None:
         """When the oldest row waiting for delivery was queued (rows in ``skip``, delivered already, left out)."""
@@ -225,7 +226,7 @@ class WebhookStore:
                     return created
             return None
 
-        return await self._db.run("webhooks.oldest_pending", fn)
+        return await self._db.run("webhooks.oldest_pending", fn, fenced=False)  # stats, as count
 
     # --- the dead-letter list -------------------------------------------------------------------------------
 
@@ -335,7 +336,7 @@ class WebhookStore:
         async def fn(conn: AsyncConnection) -> int:
             return int(await conn.scalar(select(func.count()).select_from(webhook_dead)) or 0)
 
-        return await self._db.run("webhooks.dead_count", fn)
+        return await self._db.run("webhooks.dead_count", fn, fenced=False)  # stats, as count
 
     async def collect_dead(self, older_than: datetime) -> int:
         """Delete dead events given up on before ``older_than`` (``DELETE_CHUNK`` per transaction); how many went."""

@@ -137,13 +137,21 @@ async def test_every_node_is_scraped_with_its_role(
                 series = await prometheus.query(session, 'node_role{job="openprem-coreapp"} == 1')
                 return {s["metric"]["node"]: s["metric"]["role"] for s in series}
 
-            async def all_scraped() -> bool:
-                up = await prometheus.query(session, 'up{job="openprem-coreapp"} == 1')
-                found = await roles()
-                owners = [n for n, r in found.items() if r == "coreapp"]
-                return {s["metric"]["node"] for s in up} == expected and set(found) == expected and len(owners) == 3
+            last: dict[str, Any] = {}
 
-            await wait_until(all_scraped, 90, "every node scraped and reporting its role", interval_s=1.0)
+            async def all_scraped() -> bool:
+                up = await prometheus.query(session, 'up{job="openprem-coreapp"}')
+                last.update(up={s["metric"]["node"]: s["value"][1] for s in up}, roles=await roles())
+                scraped = {node for node, value in last["up"].items() if value == "1"}
+                owners = [n for n, r in last["roles"].items() if r == "coreapp"]
+                return scraped == expected and set(last["roles"]) == expected and len(owners) == 3
+
+            try:
+                await wait_until(all_scraped, 90, "every node scraped and reporting its role", interval_s=1.0)
+            except AssertionError:
+                targets = await prometheus.targets(session)
+                errors = {t["labels"].get("node"): t.get("lastError") for t in targets if t.get("lastError")}
+                raise AssertionError(f"last seen: {last}; scrape errors: {errors}") from None
             found = await roles()
             assert sorted(found.values()) == ["coreapp", "coreapp", "coreapp", "primary_master", "secondary_master"]
             shards = await prometheus.query(session, 'ha_shard{job="openprem-coreapp"} >= 0')
