@@ -9,7 +9,7 @@ import re
 import socket
 import sys
 
-from shared.bus import make_bus
+from shared.bus import Payload, make_bus
 from shared.config import BusKind, ConfigError, Settings, default_env_file, load_settings
 from shared.lifecycle import config_failure, run_process, stop_event
 from shared.logcleanup import run_cleanup
@@ -32,7 +32,13 @@ async def serve(settings: Settings) -> None:
     if settings.ha.multiconnect:  # several webapps may share a host: each names itself
         bus = make_bus(settings.bus, f"webapp-{settings.ha.node_id}")
         cluster = ClusterView()
-        bus.watch_nodes(cluster.update)
+
+        def on_node(node: str, state: Payload | None) -> None:
+            for route in cluster.update(node, state):  # a node gone: its requests will not be answered
+                if failed := bus.abandon_route(route, f"{node} is gone; retry"):
+                    log.warning("%s is gone: %d requests on %s answered 1011", node, failed, route)
+
+        bus.watch_nodes(on_node)
     else:
         bus = make_bus(settings.bus, node_id())
     stopping = stop_event()

@@ -73,18 +73,29 @@ class ClusterView:
         self._clock = clock
         self._turn = itertools.count()
 
-    def update(self, node: str, state: Payload | None) -> None:
+    def update(self, node: str, state: Payload | None) -> list[str]:
+        """Take a node's state in; the routes it served if it is gone now (what was sent there waits in vain)."""
         if state is None or "role" not in state:  # gone, or a webapp's own state
-            if self._all.pop(node, None) is not None:
-                log.info("node %s is gone", node)
+            gone = self._all.pop(node, None)
             self._seen.pop(node, None)
-            return
+            if gone is None:
+                return []
+            log.info("node %s is gone", node)
+            # Requests on a route another node serves now are that node's: only the orphaned ones are abandoned.
+            served = {route for other in self._nodes.values() for route in self._routes_of(other)}
+            return [route for route in (*self._routes_of(gone), f"node/{node}") if route not in served]
         parsed = NodeState.parse(node, state)
         if self._all.get(node) != parsed:
             log.info("node %s: %s%s", node, parsed.role, "" if parsed.shard is None else f" of shard {parsed.shard}")
         self._all[node] = parsed
         self._seen[node] = self._clock()
+        return []
 
+    @staticmethod
+    def _routes_of(state: NodeState) -> list[str]:
+        if state.role == PRIMARY:
+            return [MASTER_ROUTE]
+        return [f"shard/{state.shard}"] if state.shard is not None else []
     @property
     def _nodes(self) -> dict[str, NodeState]:
         """The nodes heard from lately: the ones calls may go to."""

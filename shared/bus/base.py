@@ -77,6 +77,12 @@ class Bus(abc.ABC):
         in-process bus has no other nodes: nothing to do."""
         del state
 
+    def abandon_route(self, route: str, reason: str) -> int:
+        """Fail the requests waiting on ``route`` now (its server is gone); how many.  Only the MQTT bus has
+        routes."""
+        del route, reason
+        return 0
+
     def watch_nodes(self, callback: NodeWatcher) -> None:
         """Call ``callback(node_id, state)`` for every node state published (``None``: the node is gone).  Call
         before ``start``.  The in-process bus has no other nodes: never called."""

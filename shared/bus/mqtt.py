@@ -170,6 +170,7 @@ class MqttBus(Bus):
         self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._pending: dict[bytes, asyncio.Future[bytes]] = {}
+        self._pending_routes: dict[bytes, str] = {}  # correlation -> route, of requests sent by route
         self._seen: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._state: Payload = {"state": "up"}
         self._last_error = "not connected yet"
@@ -257,6 +258,18 @@ class MqttBus(Bus):
     def watch_nodes(self, callback: NodeWatcher) -> None:
         self._node_watcher = callback
 
+    def abandon_route(self, route: str, reason: str) -> int:
+        """Fail the requests waiting on ``route`` now with 1011 (their server is gone: a request the broker still
+        holds for it would wait its whole timeout); how many.  Whether a request was served before is unknown, so
+        the answer is "not ready", and a client retries with its ``Idempotency-Key``."""
+        failed = 0
+        for correlation, pending_route in list(self._pending_routes.items()):
+            future = self._pending.get(correlation)
+            if pending_route == route and future is not None and not future.done():
+                future.set_exception(ApiError(ErrorCode.NOT_READY, reason))
+                failed += 1
+        return failed
+
     async def request_raw(
         self, method: str, payload: bytes, timeout_s: float | None = None, route: str | None = None
     ) -> bytes:
@@ -271,6 +284,8 @@ class MqttBus(Bus):
         correlation = uuid.uuid4().bytes
         future: asyncio.Future[bytes] = loop.create_future()
         self._pending[correlation] = future
+        if route is not None:
+            self._pending_routes[correlation] = route
         try:
             async with asyncio.timeout_at(deadline):
                 if not self._connected.is_set():
@@ -298,6 +313,7 @@ class MqttBus(Bus):
             raise ApiError(ErrorCode.NOT_READY, f"message bus error: {exc}") from None
         finally:
             self._pending.pop(correlation, None)
+            self._pending_routes.pop(correlation, None)
         return parse_reply(reply)
 
     # -- node state --------------------------------------------------------------------------------------

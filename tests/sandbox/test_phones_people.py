@@ -39,7 +39,9 @@ async def _send(core: Core, to: str = PHONE, **content: Any) -> str:
 
 async def _bodies(core: Core, kind: str) -> list[dict[str, Any]]:
     async with core.app.db.engine.connect() as conn:
-        rows = list(await conn.execute(select(webhook_outbox.c.body).where(webhook_outbox.c.kind == kind)))
+        # In queue order: PostgreSQL returns a row updated meanwhile (a retried delivery) last without ORDER BY.
+        query = select(webhook_outbox.c.body).where(webhook_outbox.c.kind == kind).order_by(webhook_outbox.c.seq)
+        rows = list(await conn.execute(query))
     return [orjson.loads(r.body) for r in rows]
 
 

@@ -115,3 +115,15 @@ def test_heartbeat_and_unhealthy_interval_set_the_lease_timing() -> None:
     assert (short.ttl_s, short.renew_every_s, short.margin_s) == (4, 1.5, 1.0)
     nonsense = lease_timing(env, {"heartbeat_interval": 10, "unhealthy_interval": 5})
     assert (nonsense.ttl_s, nonsense.renew_every_s) == (6, 1.5), "no renewal fits: the environment's timing"
+
+
+def test_a_gone_node_gives_back_only_the_routes_nobody_else_serves() -> None:
+    view = ClusterView()
+    view.update("master-1", primary(2))
+    view.update("core-1", owner(0, 2, epoch=1))
+    view.update("core-2", owner(1, 2))
+    assert view.update("core-1", owner(0, 2, epoch=1)) == []  # still there
+    assert view.update("core-1", None) == ["shard/0", "node/core-1"]
+    view.update("core-3", owner(1, 2, epoch=2))  # took shard 1 over while core-2 was stopped
+    assert view.update("core-2", None) == ["node/core-2"], "shard/1 is core-3's now: its requests are not abandoned"
+    assert view.update("core-9", None) == []

@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import pty
+import select
 
 from shared.progress import Progress, count
 
@@ -59,6 +60,21 @@ def test_terminal_rewrites_one_line_throttled_and_padded() -> None:
     assert stream.getvalue().count("\n") == 1
 
 
+def _read_all(fd: int, timeout_s: float = 2.0) -> str:
+    """Everything written to the pty: one ``read`` may return only the first write (seen in CI)."""
+    chunks: list[bytes] = []
+    while select.select([fd], [], [], timeout_s)[0]:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # EIO: the terminal side is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        timeout_s = 0.2
+    return b"".join(chunks).decode()
+
+
 def test_real_pty_is_a_terminal() -> None:
     controller, terminal = pty.openpty()
     try:
@@ -67,7 +83,7 @@ def test_real_pty_is_a_terminal() -> None:
             assert progress.enabled
             progress.update("sent 10/20", force=True)
             progress.done()
-        output = os.read(controller, 1024).decode()
+        output = _read_all(controller)
     finally:
         os.close(controller)
     assert output.startswith("\rchaos: sent 10/20  0 s")
