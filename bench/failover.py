@@ -48,24 +48,24 @@ async def _round(cluster: Multiconnect, api: Api, receiver: WebhookReceiver, n: 
             i += 1
             await asyncio.sleep(0.05)
 
-    sender = asyncio.ensure_future(client())
-    await asyncio.sleep(1.0)
-    killed_at = time.monotonic()
-    cluster.proc(victim).kill()
     after: list[str] = []
+    async with asyncio.TaskGroup() as group:  # the sender ends with the round (or its failure)
+        group.create_task(client())
+        await asyncio.sleep(1.0)
+        killed_at = time.monotonic()
+        cluster.proc(victim).kill()
 
-    def delivered_after() -> bool:
-        after[:] = [i for i, at in sent if at > killed_at]
-        return any(receiver.first_seen(i, "delivered") < float("inf") for i in after)
+        def delivered_after() -> bool:
+            after[:] = [i for i, at in sent if at > killed_at]
+            return any(receiver.first_seen(i, "delivered") < float("inf") for i in after)
 
-    await receiver.wait_for(delivered_after, 120, "a message accepted after the kill delivered")
+        try:
+            await receiver.wait_for(delivered_after, 120, "a message accepted after the kill delivered")
+        finally:
+            stop.set()
     first = min(receiver.first_seen(i, "delivered") for i in after)
-    stop.set()
-    await sender
     cluster.proc(victim).start()  # back as a standby
-    await wait_until(
-        lambda: _all_up(api, cluster), 60, "every node up again after the restart"
-    )
+    await wait_until(lambda: _all_up(api, cluster), 60, "every node up again after the restart")
     return {"round": n, "victim": victim, "failover_s": round(first - killed_at, 2)}
 
 

@@ -6,29 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
 
-from coreapp.app import run_migrations
 from coreapp.ha.lease import LeaseKeeper, LeaseTiming
 from coreapp.storage.leases import Held, LeaseStore, StaleEpoch
-from shared.config import DbEngine, DbSettings, Settings
+from shared.config import DbEngine, DbSettings
 from shared.db.engine import Database
 from shared.tasks import TaskSupervisor
 
 TTL_MS = 600
-
-
-@pytest.fixture
-async def db(backend: DbSettings) -> AsyncIterator[Database]:
-    await run_migrations(Settings(db=backend))
-    database = await Database.connect(backend)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def _fence(db: Database, held: Held) -> None:

@@ -6,30 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
-from coreapp.app import run_migrations
 from coreapp.ha.reshard import Resharder
 from coreapp.storage.leases import LeaseStore
 from coreapp.storage.shard_map import ShardMap, ShardMapStore
-from shared.config import DbSettings, Settings
 from shared.db.engine import Database
 from shared.errors import ApiError, ErrorCode
 from shared.shards import ShardSlot
 
 TTL_MS = 1500
-
-
-@pytest.fixture
-async def db(backend: DbSettings) -> AsyncIterator[Database]:
-    await run_migrations(Settings(db=backend))
-    database = await Database.connect(backend)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def test_a_change_waits_out_a_stuck_owner_and_refuses_a_second_one(db: Database) -> None:
